@@ -1,0 +1,112 @@
+//! SMS opt-out keyword handling for number-masking relays, faithful to Twilio Proxy.
+//!
+//! A relay that masks two people's numbers (ride-hailing, marketplaces, delivery) must honour
+//! carrier opt-out keywords without losing real messages. Twilio Proxy does this with a
+//! documented rule set: it never forwards STOP and its kin from either participant, forwards
+//! opt-in and help words except UNSTOP, raises debugger notice 80901 for what it drops, fires
+//! no callbacks for dropped messages, and can defer to the account's STOP-filter flag with
+//! custom handling in an intercept hook. This crate reproduces that as a pure core with no
+//! I/O, so the host wires its own transport and storage.
+//!
+//! # Tour
+//!
+//! **One message, Twilio's defaults.** [`classify`] is total, never panics and never
+//! allocates:
+//!
+//! ```
+//! use proxy_optout::{classify, Category, Message, Notice};
+//!
+//! let d = classify(&Message::sms("  Stop\n"));
+//! assert!(d.is_dropped());                                  // never forwarded
+//! assert_eq!(d.keyword(), Some("STOP"));
+//! assert_eq!(d.notice(), Some(Notice::MessageMatchedStopWord)); // 80901
+//! assert!(!d.fires_callbacks());
+//! assert_eq!(d.carrier(), Some(Category::OptOut));          // the pair is opted out
+//!
+//! assert!(classify(&Message::sms("START")).is_forwarded());  // opt-in words get through
+//! assert!(classify(&Message::sms("UNSTOP")).is_dropped());   // ...except UNSTOP
+//! assert!(classify(&Message::sms("stop at the corner")).is_forwarded());
+//! ```
+//!
+//! **A configured classifier.** [`Classifier::builder`] chooses the rule set, the matching
+//! mode and the extensions, validates them once, and returns a `Send + Sync` classifier:
+//!
+//! ```
+//! use proxy_optout::{Classifier, LanguagePack, Matching, Message, RuleSet};
+//!
+//! let c = Classifier::builder()
+//!     .rules(RuleSet::Proxy2025)
+//!     .matching(Matching::Lenient)
+//!     .language(LanguagePack::Spanish)
+//!     .build()?;
+//! assert!(c.classify(&Message::sms("STOP 🛑")).is_dropped());
+//! assert!(c.classify(&Message::sms("Alto.")).is_dropped());
+//! # Ok::<(), proxy_optout::ConfigError>(())
+//! ```
+//!
+//! **The host's policy.** A [`ProxyPolicy`] says whether `ProxyRespectSmsStopFilterFlag` is
+//! on, whether STOP filtering is on per number, and is the intercept hook. The hook only ever
+//! sees messages that would be forwarded and can only block them:
+//!
+//! ```
+//! use proxy_optout::{Classifier, FixedPolicy, Message, StopFilterFlag, StopFiltering};
+//!
+//! let flag_on_filter_off = FixedPolicy::new(StopFilterFlag::Respect, StopFiltering::Off);
+//! let d = Classifier::default().decide(&Message::sms("STOP"), &flag_on_filter_off);
+//! assert!(d.is_forwarded()); // reaches the intercept hook with its category
+//! assert_eq!(d.carrier(), None); // and the carrier layer does nothing
+//! ```
+//!
+//! # Features
+//!
+//! - `std` (default): the thread-safe in-memory opt-out store. Without it the crate is
+//!   `no_std` and needs only `alloc`.
+//! - `serde`: `Serialize`/`Deserialize` for the small value types, with stable lowercase
+//!   names; `Serialize` for [`Decision`] with the fields of the `classify` tool.
+
+#![no_std]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::panic,
+        clippy::indexing_slicing,
+        clippy::unreachable,
+        clippy::todo,
+        clippy::unimplemented
+    )
+)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
+mod classifier;
+mod decision;
+mod error;
+mod hints;
+mod keywords;
+mod matching;
+mod message;
+mod notice;
+mod policy;
+mod table;
+
+pub use classifier::{classify, classify_bytes, Classifier, ClassifierBuilder};
+pub use decision::{Action, Decision, RevocationHint};
+pub use error::{ConfigError, ParseError, Utf8Error};
+pub use keywords::{Category, Keyword, LanguagePack, RuleSet};
+pub use matching::{trim, Matching};
+pub use message::{Channel, Message};
+pub use notice::{Level, Notice};
+pub use policy::{FixedPolicy, Intercept, ProxyPolicy, StopFilterFlag, StopFiltering, TwilioProxy};
+pub use table::MAX_KEYWORD_BYTES;
+
+/// The README's examples, compiled and run as doctests so they cannot rot.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
