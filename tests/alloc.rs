@@ -1,0 +1,192 @@
+//! SPEC §10 invariant 4, allocation half: `classify` never allocates, in either matching
+//! mode, on any path (ASCII, Unicode folding, lenient second pass, hints, policies), for
+//! bodies up to 100 MB. A counting global allocator counts this thread's allocations.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::cell::Cell;
+
+use proxy_optout::{
+    classify, Category, Channel, Classifier, Decision, FixedPolicy, Intercept, LanguagePack,
+    Matching, Message, ProxyPolicy, RuleSet, StopFilterFlag, StopFiltering,
+};
+
+struct Counting;
+
+thread_local! {
+    static ALLOCATIONS: Cell<usize> = const { Cell::new(0) };
+}
+
+// SAFETY: every call is forwarded unchanged to the system allocator; the counter is a
+// const-initialised thread-local, which does not allocate.
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.with(|a| a.set(a.get() + 1));
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn allocations<R>(f: impl FnOnce() -> R) -> (R, usize) {
+    let before = ALLOCATIONS.with(Cell::get);
+    let r = f();
+    (r, ALLOCATIONS.with(Cell::get) - before)
+}
+
+struct Hook;
+impl ProxyPolicy for Hook {
+    fn stop_filter_flag(&self) -> StopFilterFlag {
+        StopFilterFlag::Respect
+    }
+    fn stop_filtering(&self, n: Option<&str>) -> StopFiltering {
+        if n == Some("+1off") {
+            StopFiltering::Off
+        } else {
+            StopFiltering::On
+        }
+    }
+    fn intercept(&self, m: &Message<'_>, d: &Decision) -> Intercept {
+        if m.body().len() % 2 == 0 && d.category().is_none() {
+            Intercept::Block
+        } else {
+            Intercept::Allow
+        }
+    }
+}
+
+fn corpus() -> Vec<String> {
+    let mut v: Vec<String> = [
+        "", " ", "STOP", "stop", " Stop \n", "sToP\u{00A0}", "\u{3000}UNSUBSCRIBE\u{3000}",
+        "UNSTOP", "start", "help", "INFO", "ARRET", "arr\u{00EA}t", "ARRÊTE", "debut",
+        "\u{017F}top", "\u{FB06}op", "revo\u{212A}e", "STOP.", "STOP!!", "Stop please",
+        "STOP ALL", "opt out", "\u{FF33}\u{FF34}\u{FF2F}\u{FF30}", "S\u{200B}TOP", "qu\u{0131}t",
+        "stop \u{1F6D1}", "ARRE\u{0302}T", "stop\0", "on my way, see you at 5",
+        "Hey! I'm outside the blue building on 5th street, can you come down?",
+        "\u{041F}\u{0440}\u{0438}\u{0432}\u{0435}\u{0442}, \u{044F} \u{0443}\u{0436}\u{0435} \u{0438}\u{0434}\u{0443}",
+        "\u{6211}\u{5DF2}\u{7ECF}\u{5230}\u{4E86}", "\u{1F44D}\u{1F44D}", "ok", "yes!",
+        "please stop texting me", "unsubscribe me", "\u{0421}\u{0422}\u{041E}\u{041F}",
+        "\u{0441}\u{0442}\u{043E}\u{043F}!", "alto", "AYUDA", "\u{10FFFF}", "\u{0301}",
+        "\u{202E}STOP", "https://example.com/track/12345?ref=sms",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    v.push(format!(
+        "{}STOP{}",
+        " ".repeat(10_000),
+        "\u{00A0}".repeat(5_000)
+    ));
+    v.push(format!(
+        "{}stop{}",
+        "\u{3000}".repeat(400_000),
+        "\t\n".repeat(100_000)
+    ));
+    v.push("\u{00E9}".repeat(1 << 20));
+    v.push("x".repeat(1600));
+    v
+}
+
+fn classifiers() -> Vec<Classifier> {
+    let mut v = Vec::new();
+    for rules in RuleSet::ALL {
+        for matching in Matching::ALL {
+            v.push(
+                Classifier::builder()
+                    .rules(rules)
+                    .matching(matching)
+                    .build()
+                    .unwrap(),
+            );
+            v.push(
+                Classifier::builder()
+                    .rules(rules)
+                    .matching(matching)
+                    .language(LanguagePack::French)
+                    .language(LanguagePack::Spanish)
+                    .keyword("\u{0421}\u{0422}\u{041E}\u{041F}", Category::OptOut)
+                    .remove_keyword("CANCEL")
+                    .revocation_hints()
+                    .build()
+                    .unwrap(),
+            );
+        }
+    }
+    v
+}
+
+#[test]
+fn classify_never_allocates() {
+    let corpus = corpus();
+    let classifiers = classifiers();
+    let policies: [&dyn ProxyPolicy; 3] = [
+        &FixedPolicy::new(StopFilterFlag::Respect, StopFiltering::Off),
+        &Hook,
+        &proxy_optout::TwilioProxy,
+    ];
+    let mut checked = 0;
+    for body in &corpus {
+        for channel in [Channel::Sms, Channel::WhatsApp] {
+            let m = Message::new(body, channel).from("+1a").to("+1off");
+            let (_, n) = allocations(|| classify(&m));
+            assert_eq!(n, 0, "classify allocated for {:.40?}", body);
+            for c in &classifiers {
+                let (_, n) = allocations(|| c.classify(&m));
+                assert_eq!(
+                    n,
+                    0,
+                    "{:?}/{:?} allocated for {:.40?}",
+                    c.rules(),
+                    c.matching(),
+                    body
+                );
+                for p in policies {
+                    let (_, n) = allocations(|| c.decide(&m, p));
+                    assert_eq!(n, 0, "decide allocated for {:.40?}", body);
+                }
+                let (_, n) = allocations(|| c.classify_bytes(body.as_bytes(), channel));
+                assert_eq!(n, 0, "classify_bytes allocated for {:.40?}", body);
+                checked += 1;
+            }
+        }
+    }
+    assert_eq!(checked, corpus.len() * 2 * classifiers.len());
+    // The counter works: building a classifier with extensions does allocate.
+    let (_, n) = allocations(|| {
+        Classifier::builder()
+            .keyword("HALT", Category::OptOut)
+            .build()
+    });
+    assert!(
+        n > 0,
+        "the counting allocator must see the builder's allocations"
+    );
+}
+
+#[test]
+fn hundred_megabyte_bodies() {
+    let mut body = " ".repeat(50 << 20);
+    body.push_str("StOp");
+    body.push_str(&"\u{00A0}".repeat(25 << 20));
+    let c = Classifier::builder()
+        .matching(Matching::Lenient)
+        .build()
+        .unwrap();
+    let (d, n) = allocations(|| classify(&Message::sms(&body)));
+    assert!(d.is_dropped());
+    assert_eq!(n, 0);
+    let (d, n) = allocations(|| c.classify(&Message::sms(&body)));
+    assert!(d.is_dropped());
+    assert_eq!(n, 0);
+    let text = "word ".repeat(20 << 20);
+    let (d, n) = allocations(|| classify(&Message::sms(&text)));
+    assert!(d.is_forwarded());
+    assert_eq!(n, 0);
+}

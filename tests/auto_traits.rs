@@ -1,0 +1,41 @@
+//! Every public type is `Send + Sync + Unpin + UnwindSafe + RefUnwindSafe`, so it can be
+//! shared across threads and held across `catch_unwind`.
+
+use std::panic::{RefUnwindSafe, UnwindSafe};
+
+fn assert_auto<T: Send + Sync + Unpin + UnwindSafe + RefUnwindSafe>() {}
+
+#[test]
+fn public_types_are_send_sync_and_unwind_safe() {
+    use proxy_optout::*;
+    assert_auto::<Action>();
+    assert_auto::<Category>();
+    assert_auto::<Channel>();
+    assert_auto::<Classifier>();
+    assert_auto::<ClassifierBuilder>();
+    assert_auto::<ConfigError>();
+    assert_auto::<Decision>();
+    assert_auto::<FixedPolicy>();
+    assert_auto::<Intercept>();
+    assert_auto::<Keyword>();
+    assert_auto::<LanguagePack>();
+    assert_auto::<Level>();
+    assert_auto::<Matching>();
+    assert_auto::<Message<'static>>();
+    assert_auto::<Notice>();
+    assert_auto::<ParseError>();
+    assert_auto::<RevocationHint>();
+    assert_auto::<RuleSet>();
+    assert_auto::<StopFilterFlag>();
+    assert_auto::<StopFiltering>();
+    assert_auto::<TwilioProxy>();
+    assert_auto::<Utf8Error>();
+}
+
+#[test]
+fn errors_are_std_errors_with_static_lifetime() {
+    fn is_error<E: std::error::Error + Send + Sync + 'static>() {}
+    is_error::<proxy_optout::ConfigError>();
+    is_error::<proxy_optout::ParseError>();
+    is_error::<proxy_optout::Utf8Error>();
+}
