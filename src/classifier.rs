@@ -8,10 +8,7 @@ use crate::decision::{Action, Decision};
 use crate::error::{ConfigError, Utf8Error};
 use crate::hints;
 use crate::keywords::{Category, Keyword, LanguagePack, RuleSet, MANDATORY};
-use crate::matching::{
-    fold_lenient, folds_to_ascii, is_invisible, is_mark, lenient_chars, strip_trailing_junk, trim,
-    Matching,
-};
+use crate::matching::{find_lenient, lenient_chars, trim, Matching};
 use crate::message::{Channel, Message};
 use crate::policy::{Intercept, ProxyPolicy, StopFilterFlag, StopFiltering, TwilioProxy};
 use crate::table::{Table, MAX_KEYWORD_BYTES};
@@ -56,7 +53,8 @@ pub fn classify_bytes(body: &[u8]) -> Result<Decision, Utf8Error> {
     DEFAULT.classify_bytes(body, Channel::Sms)
 }
 
-static DEFAULT: Classifier = Classifier::const_default(RuleSet::Proxy2025, Matching::Compatible);
+static DEFAULT: Classifier = Classifier::builtin(RuleSet::Proxy2025, Matching::Compatible);
+static PROXY_2020: Classifier = Classifier::builtin(RuleSet::Proxy2020, Matching::Compatible);
 
 /// A configured classifier: a rule set, a matching mode and any extensions, compiled once.
 ///
@@ -90,12 +88,12 @@ pub struct Classifier {
 
 impl Default for Classifier {
     fn default() -> Self {
-        Classifier::const_default(RuleSet::Proxy2025, Matching::Compatible)
+        DEFAULT.clone()
     }
 }
 
 impl Classifier {
-    const fn const_default(rules: RuleSet, matching: Matching) -> Self {
+    const fn builtin(rules: RuleSet, matching: Matching) -> Self {
         Classifier {
             rules,
             matching,
@@ -246,52 +244,6 @@ impl Classifier {
         let carrier = if filtering { keyword.carrier() } else { None };
         Decision::new(action, Some(keyword), carrier, None)
     }
-}
-
-/// Lenient matching without allocating: the folded characters are matched against the
-/// sorted ASCII keys as they come, so an ordinary message is rejected after a character or
-/// two; only bodies with non-ASCII letters left after folding take a second, buffered pass.
-fn find_lenient<'t>(table: &'t Table, body: &str) -> Option<&'t Keyword> {
-    let t = strip_trailing_junk(trim(body));
-    let significant = |c: &char| !(c.is_whitespace() || is_invisible(*c) || is_mark(*c));
-    let mut prefix = table.prefix();
-    let mut ascii_keys_possible = true;
-    let mut all_ascii = true;
-    let mut chars = 0;
-    for c in t.chars().filter(significant).map(fold_lenient) {
-        chars += 1;
-        if chars > table.max_chars() {
-            return None;
-        }
-        if c.is_ascii() {
-            if all_ascii && ascii_keys_possible {
-                ascii_keys_possible = table.narrow(&mut prefix, c as u8);
-            }
-        } else {
-            all_ascii = false;
-            ascii_keys_possible &= folds_to_ascii(c);
-        }
-        if !ascii_keys_possible && !table.has_wide() {
-            return None;
-        }
-    }
-    if all_ascii {
-        // An all-ASCII body cannot equal a keyword whose folding is not ASCII.
-        return if ascii_keys_possible {
-            table.finish(&prefix)
-        } else {
-            None
-        };
-    }
-    let mut buf = [0u8; 4 * 3 * MAX_KEYWORD_BYTES];
-    let mut len = 0;
-    for c in t.chars().filter(significant).map(fold_lenient) {
-        let end = len + c.len_utf8();
-        c.encode_utf8(buf.get_mut(len..end)?);
-        len = end;
-    }
-    let folded = core::str::from_utf8(buf.get(..len)?).ok()?;
-    table.find(folded)
 }
 
 /// Builds a [`Classifier`]: rule set, matching mode, language packs, custom keywords and
@@ -446,7 +398,10 @@ impl ClassifierBuilder {
         } else {
             // The built-ins are upper-case ASCII letters, which lenient folding keeps as
             // they are, so both modes share the compile-time table.
-            Table::builtin(self.rules)
+            match self.rules {
+                RuleSet::Proxy2020 => PROXY_2020.table.clone(),
+                RuleSet::Proxy2025 => DEFAULT.table.clone(),
+            }
         };
         Ok(Classifier {
             rules: self.rules,

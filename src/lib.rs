@@ -100,7 +100,7 @@ pub use classifier::{classify, classify_bytes, Classifier, ClassifierBuilder};
 pub use decision::{Action, Decision, RevocationHint};
 pub use error::{ConfigError, ParseError, Utf8Error};
 pub use keywords::{Category, Keyword, LanguagePack, RuleSet};
-pub use matching::{trim, Matching};
+pub use matching::{lenient_form, trim, Matching};
 pub use message::{Channel, Message};
 pub use notice::{Level, Notice};
 pub use policy::{FixedPolicy, Intercept, ProxyPolicy, StopFilterFlag, StopFiltering, TwilioProxy};

@@ -5,6 +5,8 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::error::ParseError;
+use crate::keywords::Keyword;
+use crate::table::{Table, MAX_KEYWORD_BYTES};
 
 /// How a message body is compared with the keywords (SPEC §3).
 ///
@@ -101,6 +103,7 @@ impl FromStr for Matching {
 /// assert_eq!(trim("\u{2028}"), "");
 /// ```
 #[must_use]
+#[inline]
 pub fn trim(s: &str) -> &str {
     trim_end(trim_start(s))
 }
@@ -126,6 +129,9 @@ fn repeated(unit: &[u8]) -> [u8; BLOCK] {
 
 /// How many bytes at the front of `rest` are whole blocks of whitespace like `unit`.
 fn run_forward(rest: &[u8], unit: &[u8]) -> usize {
+    if rest.len() < BLOCK {
+        return 0;
+    }
     if unit.len() == 1 {
         // Any mix of ASCII whitespace: the fold (not `all`) lets the compiler vectorize.
         let whole = rest
@@ -143,6 +149,9 @@ fn run_forward(rest: &[u8], unit: &[u8]) -> usize {
 
 /// How many bytes at the back of `rest` are whole blocks of whitespace like `unit`.
 fn run_backward(rest: &[u8], unit: &[u8]) -> usize {
+    if rest.len() < BLOCK {
+        return 0;
+    }
     if unit.len() == 1 {
         let whole = rest
             .rchunks_exact(BLOCK)
@@ -159,17 +168,49 @@ fn run_backward(rest: &[u8], unit: &[u8]) -> usize {
         * BLOCK
 }
 
+/// Whether a body starting with byte `b` may start with whitespace: ASCII whitespace, or the
+/// lead byte of U+0085/U+00A0 (C2), U+1680 (E1), U+2000..U+205F (E2) or U+3000 (E3).
+#[inline]
+fn may_start_white_space(b: u8) -> bool {
+    is_ascii_white_space(b) || matches!(b, 0xC2 | 0xE1..=0xE3)
+}
+
+/// Whether a body ending with byte `b` may end with whitespace: ASCII whitespace, or the last
+/// byte of one of the non-ASCII White_Space characters.
+#[inline]
+fn may_end_white_space(b: u8) -> bool {
+    is_ascii_white_space(b) || matches!(b, 0x80..=0x8A | 0x9F | 0xA0 | 0xA8 | 0xA9 | 0xAF)
+}
+
+#[inline]
 pub(crate) fn trim_start(s: &str) -> &str {
-    let bytes = s.as_bytes();
-    match bytes.first() {
-        // The common case, a body that starts with a visible ASCII character.
-        Some(&b) if b < 0x80 && !is_ascii_white_space(b) => return s,
-        None => return s,
-        _ => {}
+    // The common case: a body that starts with a visible character.
+    if s.as_bytes()
+        .first()
+        .is_some_and(|&b| may_start_white_space(b))
+    {
+        trim_start_slow(s)
+    } else {
+        s
     }
+}
+
+#[inline(never)]
+fn trim_start_slow(s: &str) -> &str {
+    let bytes = s.as_bytes();
     let mut i = 0;
-    while let Some(c) = s.get(i..).and_then(|t| t.chars().next()) {
-        if !c.is_whitespace() {
+    loop {
+        // Short ASCII padding (a space, CRLF) is the usual case: a plain loop.
+        while bytes.get(i).is_some_and(|&b| is_ascii_white_space(b)) {
+            i += 1;
+            if i % BLOCK == 0 {
+                i += run_forward(bytes.get(i..).unwrap_or_default(), b" ");
+            }
+        }
+        let Some(c) = s.get(i..).and_then(|t| t.chars().next()) else {
+            break;
+        };
+        if c.is_ascii() || !c.is_whitespace() {
             break;
         }
         let start = i;
@@ -180,16 +221,34 @@ pub(crate) fn trim_start(s: &str) -> &str {
     s.get(i..).unwrap_or_default()
 }
 
+#[inline]
 pub(crate) fn trim_end(s: &str) -> &str {
-    let bytes = s.as_bytes();
-    match bytes.last() {
-        Some(&b) if b < 0x80 && !is_ascii_white_space(b) => return s,
-        None => return s,
-        _ => {}
+    if s.as_bytes().last().is_some_and(|&b| may_end_white_space(b)) {
+        trim_end_slow(s)
+    } else {
+        s
     }
+}
+
+#[inline(never)]
+fn trim_end_slow(s: &str) -> &str {
+    let bytes = s.as_bytes();
     let mut end = s.len();
-    while let Some(c) = s.get(..end).and_then(|t| t.chars().next_back()) {
-        if !c.is_whitespace() {
+    loop {
+        while end
+            .checked_sub(1)
+            .and_then(|i| bytes.get(i))
+            .is_some_and(|&b| is_ascii_white_space(b))
+        {
+            end -= 1;
+            if end % BLOCK == 0 {
+                end -= run_backward(bytes.get(..end).unwrap_or_default(), b" ");
+            }
+        }
+        let Some(c) = s.get(..end).and_then(|t| t.chars().next_back()) else {
+            break;
+        };
+        if c.is_ascii() || !c.is_whitespace() {
             break;
         }
         let stop = end;
@@ -272,8 +331,10 @@ pub(crate) fn fold_lenient(c: char) -> char {
 /// Trailing characters lenient matching drops: punctuation and emoji/symbol runs
 /// (`STOP!!`, `Stop.`, `STOP 🛑`). Tested on the folded character, so fullwidth `！` counts.
 pub(crate) fn is_trailing_junk(c: char) -> bool {
-    c.is_ascii_punctuation()
-        || matches!(
+    if c.is_ascii() {
+        return c.is_ascii_punctuation();
+    }
+    matches!(
             c,
             '\u{00A1}' | '\u{00A7}' | '\u{00A9}' | '\u{00AB}' | '\u{00AE}' | '\u{00B6}'
                 | '\u{00B7}' | '\u{00BB}' | '\u{00BF}'
@@ -292,18 +353,31 @@ pub(crate) fn is_trailing_junk(c: char) -> bool {
                 | '\u{FF61}'..='\u{FF65}'
                 | '\u{1F000}'..='\u{1FAFF}'
                 | '\u{E0020}'..='\u{E007F}'
-        )
+    )
+}
+
+/// Whether `c` belongs to the trailing run lenient matching drops.
+fn is_tail(c: char) -> bool {
+    c.is_whitespace() || is_invisible(c) || is_trailing_junk(fold_lenient(c))
 }
 
 /// The lenient body without its trailing junk: whitespace, invisible characters, punctuation
 /// and emoji at the end are removed, repeatedly.
 pub(crate) fn strip_trailing_junk(s: &str) -> &str {
+    let bytes = s.as_bytes();
     let mut end = s.len();
-    while let Some(c) = s.get(..end).and_then(|t| t.chars().next_back()) {
-        if !(c.is_whitespace() || is_invisible(c) || is_trailing_junk(fold_lenient(c))) {
-            break;
+    while let Some(&b) = end.checked_sub(1).and_then(|i| bytes.get(i)) {
+        if b < 0x80 {
+            if !(is_ascii_white_space(b) || b.is_ascii_punctuation()) {
+                break;
+            }
+            end -= 1;
+            continue;
         }
-        end -= c.len_utf8();
+        match s.get(..end).and_then(|t| t.chars().next_back()) {
+            Some(c) if is_tail(c) => end -= c.len_utf8(),
+            _ => break,
+        }
     }
     s.get(..end).unwrap_or_default()
 }
@@ -315,4 +389,131 @@ pub(crate) fn lenient_chars(s: &str) -> impl Iterator<Item = char> + '_ {
         .chars()
         .filter(|&c| !(c.is_whitespace() || is_invisible(c) || is_mark(c)))
         .map(fold_lenient)
+}
+
+/// The form of `body` that lenient matching compares with the keywords (SPEC §3): trimmed,
+/// trailing punctuation and emoji dropped, zero-width, format and bidirectional characters,
+/// combining marks and internal whitespace removed, fullwidth forms and Latin letters with
+/// diacritics folded. Case is left alone: comparison folds it.
+///
+/// Useful to log what a lenient classifier saw. Classification itself never builds this
+/// string.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::lenient_form;
+///
+/// assert_eq!(lenient_form("  Opt out!! \u{1F6D1}"), "Optout");
+/// assert_eq!(lenient_form("\u{FF33}\u{FF34}\u{FF2F}\u{FF30}"), "STOP");
+/// assert_eq!(lenient_form("Arr\u{00EA}t."), "Arret");
+/// assert_eq!(lenient_form("S\u{200B}TOP"), "STOP");
+/// assert_eq!(lenient_form("stop at the corner"), "stopatthecorner");
+/// ```
+#[must_use]
+pub fn lenient_form(body: &str) -> alloc::string::String {
+    lenient_chars(body).collect()
+}
+
+/// Lenient matching without allocating, and without looking at the end of an ordinary
+/// message. Significant characters are checked against the keys' per-position letter sets
+/// as they come, so a message is usually rejected within a character or two. When a
+/// character that is not allowed is punctuation or emoji, it is either the start of the
+/// trailing run (everything after it is trailing junk too) or the body is no keyword. Only
+/// bodies with non-ASCII letters left after folding take the buffered pass.
+pub(crate) fn find_lenient<'t>(table: &'t Table, body: &str) -> Option<&'t Keyword> {
+    let t = trim(body);
+    let bytes = t.as_bytes();
+    if too_many_letters(bytes, table.max_chars()) {
+        return None;
+    }
+    let mut ascii = [0u8; MAX_KEYWORD_BYTES];
+    // Significant characters seen, and how many of them precede any trailing junk.
+    let mut n = 0;
+    let mut keep = 0;
+    let mut first = 0;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let start = i;
+        // The significant character as ASCII (0x80 for one that stays non-ASCII), and the
+        // character it folded from, whose junk-ness is only asked for when it matters.
+        let (c, ch) = if b < 0x80 {
+            i += 1;
+            if is_ascii_white_space(b) {
+                continue;
+            }
+            (b, b as char)
+        } else {
+            let ch = t.get(i..).and_then(|r| r.chars().next())?;
+            i += ch.len_utf8();
+            if ch.is_whitespace() || is_invisible(ch) || is_mark(ch) {
+                continue;
+            }
+            let folded = fold_lenient(ch);
+            match u8::try_from(folded) {
+                Ok(c) if c < 0x80 => (c, folded),
+                _ if is_trailing_junk(folded) => (0x80, folded),
+                // A letter that folds to no ASCII can only be part of a non-ASCII keyword.
+                _ if !table.has_wide() && !folds_to_ascii(folded) => return None,
+                _ => return find_folded(table, t),
+            }
+        };
+        if !table.allows(n, c, first) {
+            if is_trailing_junk(ch) && t.get(start..).is_some_and(|rest| rest.chars().all(is_tail))
+            {
+                break;
+            }
+            // Every ASCII key has been ruled out; a non-ASCII keyword might remain.
+            return if table.has_wide() {
+                find_folded(table, t)
+            } else {
+                None
+            };
+        }
+        *ascii.get_mut(n)? = c;
+        if n == 0 {
+            first = c;
+        }
+        n += 1;
+        if c.is_ascii_alphanumeric() || !is_trailing_junk(ch) {
+            keep = n;
+        }
+    }
+    table.find_ascii(ascii.get(..keep)?)
+}
+
+/// Whether the start of `bytes` already holds more ASCII letters and digits than any
+/// keyword has characters. Those are never removed or dropped by lenient folding, so such a
+/// body is no keyword. Only the first 48 bytes are counted, in vectorizable blocks, so the
+/// check costs the same for any message; it rejects most conversation outright.
+#[inline]
+fn too_many_letters(bytes: &[u8], max_chars: usize) -> bool {
+    let alnum = |b: u8| u8::from((b | 0x20).wrapping_sub(b'a') < 26 || b.wrapping_sub(b'0') < 10);
+    let mut count = 0;
+    let mut blocks = bytes.chunks_exact(16);
+    for block in blocks.by_ref().take(3) {
+        // A fixed-size block of u8 lanes: the compiler turns this into a few vector ops.
+        count += usize::from(block.iter().fold(0u8, |n, &b| n + alnum(b)));
+        if count > max_chars {
+            return true;
+        }
+    }
+    false
+}
+
+/// The buffered lenient pass: the folded characters written out, then compared in full.
+#[cold]
+#[inline(never)]
+fn find_folded<'t>(table: &'t Table, t: &str) -> Option<&'t Keyword> {
+    let mut buf = [0u8; 4 * 3 * MAX_KEYWORD_BYTES];
+    let mut len = 0;
+    for (chars, c) in lenient_chars(t).enumerate() {
+        if chars >= table.max_chars() {
+            return None;
+        }
+        let end = len + c.len_utf8();
+        c.encode_utf8(buf.get_mut(len..end)?);
+        len = end;
+    }
+    table.find(core::str::from_utf8(buf.get(..len)?).ok()?)
 }
