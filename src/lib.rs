@@ -90,20 +90,30 @@ mod decision;
 mod error;
 mod hints;
 mod keywords;
+mod ledger;
 mod matching;
 mod message;
 mod notice;
 mod policy;
+mod relay;
+mod replies;
+mod session;
 mod table;
 
 pub use classifier::{classify, classify_bytes, Classifier, ClassifierBuilder};
 pub use decision::{Action, Decision, RevocationHint};
 pub use error::{ConfigError, ParseError, Utf8Error};
 pub use keywords::{Category, Keyword, LanguagePack, RuleSet};
+#[cfg(feature = "std")]
+pub use ledger::MemoryStore;
+pub use ledger::{LedgerKey, LedgerScope, OptOutStore, OptState, OwnedLedgerKey};
 pub use matching::{lenient_form, trim, Matching};
 pub use message::{Channel, Message};
 pub use notice::{Level, Notice};
 pub use policy::{FixedPolicy, Intercept, ProxyPolicy, StopFilterFlag, StopFiltering, TwilioProxy};
+pub use relay::{Delivery, Inbound, LedgerChange, Outbound, Outcome, Relay, RelayError, Withheld};
+pub use replies::{AutoReplies, DEFAULT_HELP_REPLY, DEFAULT_START_REPLY, DEFAULT_STOP_REPLY};
+pub use session::{Participant, Route, SessionError, Sessions};
 pub use table::MAX_KEYWORD_BYTES;
 
 /// The README's examples, compiled and run as doctests so they cannot rot.

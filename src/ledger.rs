@@ -1,0 +1,426 @@
+//! The carrier layer's opt-out ledger (SPEC §5): opt-out state per (proxy number,
+//! participant), kept in storage the host provides.
+
+use alloc::string::String;
+use core::fmt;
+
+/// Whether a participant may receive messages from a proxy number (or service).
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::OptState;
+/// assert_eq!(OptState::default(), OptState::OptedIn);
+/// assert_eq!(OptState::OptedOut.as_str(), "opted_out");
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum OptState {
+    /// Messages may be sent (the state of a pair never seen).
+    #[default]
+    OptedIn,
+    /// The participant sent an opt-out keyword; sends to them fail with 21610.
+    OptedOut,
+}
+
+impl OptState {
+    /// The snake-case name: `opted_in` or `opted_out`.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::OptState::OptedIn.as_str(), "opted_in");
+    /// ```
+    #[must_use]
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            OptState::OptedIn => "opted_in",
+            OptState::OptedOut => "opted_out",
+        }
+    }
+}
+
+impl fmt::Display for OptState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What one opt-out record is keyed by: a scope (the proxy number, or a service for a
+/// service-wide ledger) and the participant's own number.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::LedgerKey;
+/// let k = LedgerKey::new("+15550000100", "+15551112222");
+/// assert_eq!(k.scope(), "+15550000100");
+/// assert_eq!(k.participant(), "+15551112222");
+/// assert_eq!(k.to_string(), "(+15550000100, +15551112222)");
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LedgerKey<'a> {
+    scope: &'a str,
+    participant: &'a str,
+}
+
+impl<'a> LedgerKey<'a> {
+    /// The key for `participant` within `scope`.
+    ///
+    /// ```
+    /// let k = proxy_optout::LedgerKey::new("P", "A");
+    /// assert_eq!(k.scope(), "P");
+    /// ```
+    #[must_use]
+    pub const fn new(scope: &'a str, participant: &'a str) -> Self {
+        LedgerKey { scope, participant }
+    }
+
+    /// The proxy number (or service identifier) the opt-out applies to.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::LedgerKey::new("P", "A").scope(), "P");
+    /// ```
+    #[must_use]
+    pub const fn scope(&self) -> &'a str {
+        self.scope
+    }
+
+    /// The participant's own number or address.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::LedgerKey::new("P", "A").participant(), "A");
+    /// ```
+    #[must_use]
+    pub const fn participant(&self) -> &'a str {
+        self.participant
+    }
+
+    /// An owned copy.
+    ///
+    /// ```
+    /// let k = proxy_optout::LedgerKey::new("P", "A").to_owned();
+    /// assert_eq!(k.as_key().scope(), "P");
+    /// ```
+    #[must_use]
+    pub fn to_owned(&self) -> OwnedLedgerKey {
+        OwnedLedgerKey {
+            scope: self.scope.into(),
+            participant: self.participant.into(),
+        }
+    }
+}
+
+impl fmt::Display for LedgerKey<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "({}, {})", self.scope, self.participant)
+    }
+}
+
+/// An owned [`LedgerKey`], as carried in an [`Outcome`](crate::Outcome) and in errors.
+///
+/// # Example
+///
+/// ```
+/// let k = proxy_optout::LedgerKey::new("P", "A").to_owned();
+/// assert_eq!(k.participant(), "A");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct OwnedLedgerKey {
+    scope: String,
+    participant: String,
+}
+
+impl OwnedLedgerKey {
+    /// The borrowed form.
+    ///
+    /// ```
+    /// let k = proxy_optout::LedgerKey::new("P", "A").to_owned();
+    /// assert_eq!(k.as_key(), proxy_optout::LedgerKey::new("P", "A"));
+    /// ```
+    #[must_use]
+    pub fn as_key(&self) -> LedgerKey<'_> {
+        LedgerKey::new(&self.scope, &self.participant)
+    }
+
+    /// The scope (proxy number or service).
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::LedgerKey::new("P", "A").to_owned().scope(), "P");
+    /// ```
+    #[must_use]
+    pub fn scope(&self) -> &str {
+        &self.scope
+    }
+
+    /// The participant.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::LedgerKey::new("P", "A").to_owned().participant(), "A");
+    /// ```
+    #[must_use]
+    pub fn participant(&self) -> &str {
+        &self.participant
+    }
+}
+
+impl fmt::Display for OwnedLedgerKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.as_key().fmt(f)
+    }
+}
+
+/// What an opt-out applies to (SPEC §5).
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::LedgerScope;
+/// assert_eq!(LedgerScope::default(), LedgerScope::ProxyNumber);
+/// let s = LedgerScope::Service("KS0123".into());
+/// assert_eq!(s.scope_for("+15550000100"), "KS0123");
+/// assert_eq!(LedgerScope::ProxyNumber.scope_for("+15550000100"), "+15550000100");
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash)]
+#[cfg_attr(
+    feature = "serde",
+    derive(serde::Serialize, serde::Deserialize),
+    serde(rename_all = "snake_case")
+)]
+pub enum LedgerScope {
+    /// Twilio Proxy: an opt-out applies to one proxy number, never to the whole pool. A
+    /// participant who opts out of P1 can still be reached through P2.
+    #[default]
+    ProxyNumber,
+    /// An explicit extension: an opt-out applies to every number of the named service, the
+    /// way Messaging Services scope it.
+    Service(String),
+}
+
+impl LedgerScope {
+    /// The ledger scope for a message through `proxy_number`.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::LedgerScope::ProxyNumber.scope_for("P1"), "P1");
+    /// ```
+    #[must_use]
+    pub fn scope_for<'a>(&'a self, proxy_number: &'a str) -> &'a str {
+        match self {
+            LedgerScope::ProxyNumber => proxy_number,
+            LedgerScope::Service(id) => id,
+        }
+    }
+}
+
+/// Storage for the opt-out ledger, implemented by the host (a database table, a cache) or
+/// by the crate's [`MemoryStore`].
+///
+/// Contract: when [`record`](OptOutStore::record) returns `Ok`, the new state is durable and
+/// every later [`state`](OptOutStore::state) for the same key sees it or a later record.
+/// The relay only acknowledges an opt-out (with the STOP reply) after `record` succeeded, so
+/// with that contract an acknowledged opt-out is never lost or reordered behind a later
+/// opt-in. Both methods may fail with the host's error type; the relay then fails closed.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::{LedgerKey, MemoryStore, OptOutStore, OptState};
+///
+/// let store = MemoryStore::new();
+/// let key = LedgerKey::new("+15550000100", "+15551112222");
+/// assert_eq!(store.state(key), Ok(OptState::OptedIn));
+/// store.record(key, OptState::OptedOut)?;
+/// assert_eq!(store.state(key), Ok(OptState::OptedOut));
+/// # Ok::<(), core::convert::Infallible>(())
+/// ```
+pub trait OptOutStore {
+    /// The host's storage error.
+    type Error;
+
+    /// Records that `key` is now in `state`.
+    ///
+    /// # Errors
+    ///
+    /// The host's error when the state could not be stored durably.
+    fn record(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), Self::Error>;
+
+    /// The latest recorded state of `key`, [`OptState::OptedIn`] if none was recorded.
+    ///
+    /// # Errors
+    ///
+    /// The host's error when the state could not be read.
+    fn state(&self, key: LedgerKey<'_>) -> Result<OptState, Self::Error>;
+}
+
+macro_rules! forward_store {
+    ($($ty:ty),*) => {$(
+        impl<S: OptOutStore + ?Sized> OptOutStore for $ty {
+            type Error = S::Error;
+            fn record(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), Self::Error> {
+                (**self).record(key, state)
+            }
+            fn state(&self, key: LedgerKey<'_>) -> Result<OptState, Self::Error> {
+                (**self).state(key)
+            }
+        }
+    )*};
+}
+
+forward_store!(&S, alloc::boxed::Box<S>, alloc::sync::Arc<S>);
+
+#[cfg(feature = "std")]
+pub use memory::MemoryStore;
+
+#[cfg(feature = "std")]
+mod memory {
+    use alloc::collections::BTreeMap;
+    use alloc::string::String;
+    use alloc::vec::Vec;
+    use core::convert::Infallible;
+    use std::sync::{Mutex, MutexGuard, PoisonError};
+
+    use super::{LedgerKey, OptOutStore, OptState};
+
+    #[derive(Debug, Default)]
+    struct Inner {
+        // scope -> participant -> (state, sequence): nested so lookups borrow `&str` keys.
+        states: BTreeMap<String, BTreeMap<String, (OptState, u64)>>,
+        sequence: u64,
+    }
+
+    /// A thread-safe in-memory ledger: for tests, examples, and single-process hosts.
+    ///
+    /// Every record gets a sequence number from one counter, under one lock, so records
+    /// are totally ordered and a state read after a record sees it.
+    ///
+    /// # Example
+    ///
+    /// ```
+    /// use proxy_optout::{LedgerKey, MemoryStore, OptOutStore, OptState};
+    ///
+    /// let store = MemoryStore::new();
+    /// let key = LedgerKey::new("P1", "A");
+    /// let first = store.record_sequenced(key, OptState::OptedOut);
+    /// let second = store.record_sequenced(key, OptState::OptedIn);
+    /// assert!(second > first);
+    /// assert_eq!(store.latest(key), Some((OptState::OptedIn, second)));
+    /// assert_eq!(store.state(LedgerKey::new("P2", "A")), Ok(OptState::OptedIn));
+    /// ```
+    #[derive(Debug, Default)]
+    pub struct MemoryStore {
+        inner: Mutex<Inner>,
+    }
+
+    impl MemoryStore {
+        /// An empty store.
+        ///
+        /// ```
+        /// assert!(proxy_optout::MemoryStore::new().is_empty());
+        /// ```
+        #[must_use]
+        pub fn new() -> Self {
+            MemoryStore::default()
+        }
+
+        fn lock(&self) -> MutexGuard<'_, Inner> {
+            // Each critical section is a single insert or read, so a panic elsewhere while
+            // the lock was held cannot have left the map half-updated.
+            self.inner.lock().unwrap_or_else(PoisonError::into_inner)
+        }
+
+        /// Records `state` for `key` and returns the record's sequence number.
+        ///
+        /// ```
+        /// use proxy_optout::{LedgerKey, MemoryStore, OptState};
+        /// let s = MemoryStore::new();
+        /// assert_eq!(s.record_sequenced(LedgerKey::new("P", "A"), OptState::OptedOut), 1);
+        /// ```
+        pub fn record_sequenced(&self, key: LedgerKey<'_>, state: OptState) -> u64 {
+            let mut inner = self.lock();
+            inner.sequence += 1;
+            let seq = inner.sequence;
+            inner
+                .states
+                .entry(key.scope().into())
+                .or_default()
+                .insert(key.participant().into(), (state, seq));
+            seq
+        }
+
+        /// The latest record for `key` and its sequence number, if any.
+        ///
+        /// ```
+        /// use proxy_optout::{LedgerKey, MemoryStore};
+        /// assert_eq!(MemoryStore::new().latest(LedgerKey::new("P", "A")), None);
+        /// ```
+        #[must_use]
+        pub fn latest(&self, key: LedgerKey<'_>) -> Option<(OptState, u64)> {
+            self.lock()
+                .states
+                .get(key.scope())?
+                .get(key.participant())
+                .copied()
+        }
+
+        /// How many keys have a record.
+        ///
+        /// ```
+        /// use proxy_optout::{LedgerKey, MemoryStore, OptState};
+        /// let s = MemoryStore::new();
+        /// s.record_sequenced(LedgerKey::new("P", "A"), OptState::OptedOut);
+        /// assert_eq!(s.len(), 1);
+        /// ```
+        #[must_use]
+        pub fn len(&self) -> usize {
+            self.lock().states.values().map(BTreeMap::len).sum()
+        }
+
+        /// Whether no key has a record.
+        ///
+        /// ```
+        /// assert!(proxy_optout::MemoryStore::new().is_empty());
+        /// ```
+        #[must_use]
+        pub fn is_empty(&self) -> bool {
+            self.len() == 0
+        }
+
+        /// Every record: (scope, participant, state), in key order.
+        ///
+        /// ```
+        /// use proxy_optout::{LedgerKey, MemoryStore, OptState};
+        /// let s = MemoryStore::new();
+        /// s.record_sequenced(LedgerKey::new("P", "A"), OptState::OptedOut);
+        /// assert_eq!(s.snapshot(), vec![("P".into(), "A".into(), OptState::OptedOut)]);
+        /// ```
+        #[must_use]
+        pub fn snapshot(&self) -> Vec<(String, String, OptState)> {
+            self.lock()
+                .states
+                .iter()
+                .flat_map(|(scope, m)| {
+                    m.iter()
+                        .map(move |(p, (s, _))| (scope.clone(), p.clone(), *s))
+                })
+                .collect()
+        }
+    }
+
+    impl OptOutStore for MemoryStore {
+        type Error = Infallible;
+
+        fn record(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), Infallible> {
+            self.record_sequenced(key, state);
+            Ok(())
+        }
+
+        fn state(&self, key: LedgerKey<'_>) -> Result<OptState, Infallible> {
+            Ok(self.latest(key).map_or(OptState::OptedIn, |(s, _)| s))
+        }
+    }
+}
