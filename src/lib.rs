@@ -57,6 +57,28 @@
 //! assert_eq!(d.carrier(), None); // and the carrier layer does nothing
 //! ```
 //!
+//! **The relay.** [`Relay`] turns one inbound message into one [`Outcome`]: forward or not
+//! (and why), the carrier layer's auto-reply and ledger change, the notices, the callbacks.
+//! Storage is the host's ([`OptOutStore`]); [`MemoryStore`] is a thread-safe one for tests
+//! and single-process hosts.
+//!
+//! ```
+//! # #[cfg(feature = "std")] {
+//! use proxy_optout::{Inbound, MemoryStore, Notice, Participant, Relay};
+//!
+//! let mut relay = Relay::new(MemoryStore::new());
+//! relay.sessions_mut().open(
+//!     "ride-1",
+//!     Participant::new("+1RIDER", "+1PROXY"),
+//!     Participant::new("+1DRIVER", "+1PROXY"),
+//! )?;
+//! relay.handle(&Inbound::sms("+1RIDER", "+1PROXY", "STOP"))?; // dropped, recorded, confirmed
+//! let out = relay.handle(&Inbound::sms("+1DRIVER", "+1PROXY", "I'm here"))?;
+//! assert_eq!(out.notices(), &[Notice::UnsubscribedRecipient]); // 21610
+//! # }
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
 //! # Features
 //!
 //! - `std` (default): the thread-safe in-memory opt-out store. Without it the crate is

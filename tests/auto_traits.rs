@@ -30,6 +30,24 @@ fn public_types_are_send_sync_and_unwind_safe() {
     assert_auto::<StopFiltering>();
     assert_auto::<TwilioProxy>();
     assert_auto::<Utf8Error>();
+    assert_auto::<AutoReplies>();
+    assert_auto::<Delivery>();
+    assert_auto::<Inbound<'static>>();
+    assert_auto::<LedgerChange>();
+    assert_auto::<LedgerKey<'static>>();
+    assert_auto::<LedgerScope>();
+    assert_auto::<MemoryStore>();
+    assert_auto::<OptState>();
+    assert_auto::<Outbound>();
+    assert_auto::<Outcome>();
+    assert_auto::<OwnedLedgerKey>();
+    assert_auto::<Participant>();
+    assert_auto::<Relay<MemoryStore>>();
+    assert_auto::<RelayError<std::convert::Infallible>>();
+    assert_auto::<Route<'static>>();
+    assert_auto::<SessionError>();
+    assert_auto::<Sessions>();
+    assert_auto::<Withheld>();
 }
 
 #[test]
@@ -38,4 +56,6 @@ fn errors_are_std_errors_with_static_lifetime() {
     is_error::<proxy_optout::ConfigError>();
     is_error::<proxy_optout::ParseError>();
     is_error::<proxy_optout::Utf8Error>();
+    is_error::<proxy_optout::SessionError>();
+    is_error::<proxy_optout::RelayError<std::io::Error>>();
 }
