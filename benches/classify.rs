@@ -9,6 +9,9 @@
 //!   per keyword so that it tells which one matched (`regex` crate);
 //! - `trim_floor`: a bare `str::trim` over the same bodies, the least any matcher must do.
 //!
+//! The `relay` group runs a scripted stream of messages through `proxy_optout::Relay` with the
+//! in-memory store (`ours`) beside a straightforward relay written here (`naive`).
+//!
 //! Every member works out the same thing for each message (which keyword, and whether it is
 //! dropped) and asserts the tally over the inputs inside the timed closure.
 
@@ -190,12 +193,165 @@ fn classify_benches(cr: &mut Criterion) {
     g.finish();
 }
 
+/// A straightforward relay, the way one would first write it: string-keyed hash maps for
+/// routes and the ledger behind a mutex, the naive classification, owned strings out.
+struct NaiveRelay {
+    routes: HashMap<(String, String), (String, String)>,
+    ledger: std::sync::Mutex<HashMap<(String, String), bool>>,
+    base: Baselines,
+}
+
+/// What both relays must agree on over a script: forwards, drops, refusals, replies.
+type RelayTally = (usize, usize, usize, usize);
+
+impl NaiveRelay {
+    fn handle(
+        &self,
+        from: &str,
+        to: &str,
+        body: &str,
+    ) -> (Option<String>, bool, bool, Option<String>) {
+        let verdict = self.base.naive(body);
+        let carrier = verdict.map(|(k, _)| k).and_then(|k| match k {
+            "ARRET" | "ARRETE" | "ARRETT" | "DEBUT" => None,
+            "START" | "YES" | "UNSTOP" => Some("in"),
+            "HELP" | "INFO" => Some("help"),
+            _ => Some("out"),
+        });
+        let mut ledger = self.ledger.lock().unwrap();
+        let key = (to.to_string(), from.to_string());
+        let reply = match carrier {
+            Some("out") => {
+                ledger.insert(key, true);
+                Some(proxy_optout::DEFAULT_STOP_REPLY.to_string())
+            }
+            Some("in") => {
+                ledger.insert(key, false);
+                Some(proxy_optout::DEFAULT_START_REPLY.to_string())
+            }
+            Some(_) if !ledger.get(&key).copied().unwrap_or(false) => {
+                Some(proxy_optout::DEFAULT_HELP_REPLY.to_string())
+            }
+            _ => None,
+        };
+        let dropped = verdict.is_some_and(|(_, d)| d);
+        let Some((rid, rproxy)) = self.routes.get(&(from.to_string(), to.to_string())) else {
+            return (None, dropped, false, reply);
+        };
+        if dropped {
+            return (None, true, false, reply);
+        }
+        let refused = ledger
+            .get(&(rproxy.clone(), rid.clone()))
+            .copied()
+            .unwrap_or(false);
+        let sent = (!refused).then(|| format!("{rproxy}->{rid}:{body}"));
+        (sent, false, refused, reply)
+    }
+}
+
+fn relay_benches(cr: &mut Criterion) {
+    use proxy_optout::{Inbound, MemoryStore, Participant, Relay};
+
+    const PAIRS: usize = 50;
+    let mut ours = Relay::new(MemoryStore::new());
+    let mut routes = HashMap::new();
+    let people: Vec<(String, String, String)> = (0..PAIRS)
+        .map(|i| {
+            (
+                format!("+1555100{i:04}"),
+                format!("+1555200{i:04}"),
+                format!("+1555000{:04}", i % 7),
+            )
+        })
+        .collect();
+    for (i, (rider, driver, proxy)) in people.iter().enumerate() {
+        ours.sessions_mut()
+            .open(
+                &format!("ride-{i}"),
+                Participant::new(rider.as_str(), proxy.as_str()),
+                Participant::new(driver.as_str(), proxy.as_str()),
+            )
+            .unwrap();
+        routes.insert(
+            (rider.clone(), proxy.clone()),
+            (driver.clone(), proxy.clone()),
+        );
+        routes.insert(
+            (driver.clone(), proxy.clone()),
+            (rider.clone(), proxy.clone()),
+        );
+    }
+    let naive = NaiveRelay {
+        routes,
+        ledger: Default::default(),
+        base: Baselines::new(),
+    };
+    // The mixed corpus from random participants, then START from everyone: each pass ends
+    // with every pair opted in, so every pass sees the same ledger and the same tally.
+    let mut rng = support::Rng::new(42);
+    let mut script: Vec<(String, String, String)> = support::mixed(1000)
+        .into_iter()
+        .map(|body| {
+            let (rider, driver, proxy) = &people[rng.below(PAIRS)];
+            let from = if rng.below(2) == 0 { rider } else { driver };
+            (from.clone(), proxy.clone(), body)
+        })
+        .collect();
+    for (rider, driver, proxy) in &people {
+        script.push((rider.clone(), proxy.clone(), "START".into()));
+        script.push((driver.clone(), proxy.clone(), "START".into()));
+    }
+    let run_ours = || -> RelayTally {
+        script.iter().fold((0, 0, 0, 0), |t, (from, to, body)| {
+            let out = ours
+                .handle(&Inbound::sms(from, to, black_box(body)))
+                .unwrap();
+            (
+                t.0 + usize::from(out.forwarded().is_some()),
+                t.1 + usize::from(out.decision().is_dropped()),
+                t.2 + usize::from(out.refused().is_some()),
+                t.3 + usize::from(out.reply().is_some()),
+            )
+        })
+    };
+    let run_naive = || -> RelayTally {
+        script.iter().fold((0, 0, 0, 0), |t, (from, to, body)| {
+            let (sent, dropped, refused, reply) = naive.handle(from, to, black_box(body));
+            (
+                t.0 + usize::from(sent.is_some()),
+                t.1 + usize::from(dropped),
+                t.2 + usize::from(refused),
+                t.3 + usize::from(reply.is_some()),
+            )
+        })
+    };
+    let expected = run_naive();
+    assert_eq!(
+        run_ours(),
+        expected,
+        "the two relays disagree on the script"
+    );
+    assert!(
+        expected.1 > 0 && expected.2 > 0,
+        "the script exercises drops and refusals"
+    );
+
+    let mut g = cr.benchmark_group("relay");
+    g.throughput(Throughput::Bytes(
+        script.iter().map(|m| m.2.len() as u64).sum(),
+    ));
+    g.bench_function("ours", |b| b.iter(|| assert_eq!(run_ours(), expected)));
+    g.bench_function("naive", |b| b.iter(|| assert_eq!(run_naive(), expected)));
+    g.finish();
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default()
         .sample_size(40)
         .warm_up_time(Duration::from_millis(500))
         .measurement_time(Duration::from_secs(2));
-    targets = classify_benches
+    targets = classify_benches, relay_benches
 }
 criterion_main!(benches);

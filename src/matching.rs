@@ -207,10 +207,14 @@ fn trim_start_slow(s: &str) -> &str {
                 i += run_forward(bytes.get(i..).unwrap_or_default(), b" ");
             }
         }
+        // A visible ASCII character ends the padding without decoding anything.
+        if bytes.get(i).map_or(true, |&b| b < 0x80) {
+            break;
+        }
         let Some(c) = s.get(i..).and_then(|t| t.chars().next()) else {
             break;
         };
-        if c.is_ascii() || !c.is_whitespace() {
+        if !c.is_whitespace() {
             break;
         }
         let start = i;
@@ -245,10 +249,17 @@ fn trim_end_slow(s: &str) -> &str {
                 end -= run_backward(bytes.get(..end).unwrap_or_default(), b" ");
             }
         }
+        if end
+            .checked_sub(1)
+            .and_then(|i| bytes.get(i))
+            .map_or(true, |&b| b < 0x80)
+        {
+            break;
+        }
         let Some(c) = s.get(..end).and_then(|t| t.chars().next_back()) else {
             break;
         };
-        if c.is_ascii() || !c.is_whitespace() {
+        if !c.is_whitespace() {
             break;
         }
         let stop = end;
