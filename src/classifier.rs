@@ -30,6 +30,7 @@ use crate::table::{Table, MAX_KEYWORD_BYTES};
 /// assert_eq!(classify(&Message::sms("Yes")).category(), Some(Category::OptIn));
 /// assert!(classify(&Message::new("STOP", Channel::WhatsApp)).is_forwarded());
 /// ```
+#[inline]
 pub fn classify(message: &Message<'_>) -> Decision {
     DEFAULT.classify(message)
 }
@@ -154,6 +155,7 @@ impl Classifier {
     /// assert_eq!(c.find_keyword("stop it"), None);
     /// ```
     #[must_use]
+    #[inline]
     pub fn find_keyword(&self, body: &str) -> Option<Keyword> {
         match self.matching {
             Matching::Compatible => self.table.find(trim(body)),
@@ -169,6 +171,7 @@ impl Classifier {
     /// let c = Classifier::default();
     /// assert!(c.classify(&Message::sms("\tOPTOUT\n")).is_dropped());
     /// ```
+    #[inline]
     pub fn classify(&self, message: &Message<'_>) -> Decision {
         self.decide(message, &TwilioProxy)
     }
@@ -209,6 +212,7 @@ impl Classifier {
     /// // The hook is never offered a dropped keyword, so it cannot change it.
     /// assert!(c.decide(&Message::sms("STOP"), &BlockEverything).is_dropped());
     /// ```
+    #[inline]
     pub fn decide<P: ProxyPolicy + ?Sized>(&self, message: &Message<'_>, policy: &P) -> Decision {
         let decision = self.before_hook(message, policy);
         if decision.is_forwarded() && policy.intercept(message, &decision) == Intercept::Block {
@@ -219,6 +223,7 @@ impl Classifier {
     }
 
     /// The decision before the intercept hook: the keyword tables and the account settings.
+    #[inline]
     pub(crate) fn before_hook<P: ProxyPolicy + ?Sized>(
         &self,
         message: &Message<'_>,

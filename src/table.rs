@@ -100,21 +100,11 @@ impl Table {
     /// The keyword that `t` (already trimmed) equals under full case folding.
     #[inline]
     pub(crate) fn find(&self, t: &str) -> Option<&Keyword> {
-        let b = t.as_bytes();
-        if b.len() <= self.max_ascii_len.min(PACKED) {
-            // The usual keyword-sized body: pack it and learn whether it is ASCII in one pass.
-            let (packed, high) = pack_checked(b);
-            return if high < 0x80 {
-                self.find_packed(b.len(), packed)
-            } else {
-                self.find_unicode(t)
-            };
-        }
-        if b.len() > self.max_bytes {
+        if t.len() > self.max_bytes {
             return None;
         }
         if t.is_ascii() {
-            self.find_ascii(b)
+            self.find_ascii(t.as_bytes())
         } else {
             self.find_unicode(t)
         }
@@ -260,13 +250,6 @@ fn lower(b: &[u8]) -> [u8; MAX_KEYWORD_BYTES] {
 /// The lower-cased bytes of a body of at most [`PACKED`] bytes, as one integer, the same
 /// packing [`key`] uses. Built with shifts: copying into a buffer and loading it back as one
 /// wide word stalls on store forwarding and costs several times more.
-/// [`pack`], and the bitwise OR of the bytes, whose top bit tells whether any is non-ASCII.
-#[inline]
-fn pack_checked(b: &[u8]) -> (u128, u8) {
-    let high = b.iter().fold(0u8, |acc, &c| acc | c);
-    (pack(b), high)
-}
-
 #[inline]
 fn pack(b: &[u8]) -> u128 {
     // Two 64-bit halves, each folded from its last byte down with constant shifts.
