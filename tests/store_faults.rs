@@ -4,77 +4,17 @@
 //! forward (fail closed); an acknowledged opt-out is never lost or reordered behind a later
 //! opt-in.
 
+mod common;
+
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use common::faulty::{Fault, Faulty};
 use proxy_optout::{
-    Delivery, Inbound, LedgerKey, MemoryStore, OptOutStore, OptState, Participant, Relay,
-    RelayError, Withheld,
+    Delivery, Inbound, LedgerKey, OptOutStore, OptState, Participant, Relay, RelayError, Withheld,
 };
-
-#[derive(Debug, PartialEq, Eq)]
-struct StoreDown {
-    call: usize,
-}
-
-impl std::fmt::Display for StoreDown {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "store unavailable on call {}", self.call)
-    }
-}
-
-impl std::error::Error for StoreDown {}
-
-#[derive(Clone, Copy, Debug)]
-enum Fault {
-    Fail,
-    Delay(Duration),
-}
-
-/// A MemoryStore whose `n`th call (record or state, counted together) misbehaves.
-#[derive(Default)]
-struct Faulty {
-    inner: MemoryStore,
-    calls: AtomicUsize,
-    plan: HashMap<usize, Fault>,
-}
-
-impl Faulty {
-    fn failing_at(call: usize) -> Self {
-        Faulty {
-            plan: HashMap::from([(call, Fault::Fail)]),
-            ..Faulty::default()
-        }
-    }
-
-    fn before(&self) -> Result<(), StoreDown> {
-        let call = self.calls.fetch_add(1, Ordering::SeqCst);
-        match self.plan.get(&call) {
-            Some(Fault::Fail) => Err(StoreDown { call }),
-            Some(Fault::Delay(d)) => {
-                std::thread::sleep(*d);
-                Ok(())
-            }
-            None => Ok(()),
-        }
-    }
-}
-
-impl OptOutStore for Faulty {
-    type Error = StoreDown;
-
-    fn record(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), StoreDown> {
-        self.before()?;
-        self.inner.record(key, state).map_err(|e| match e {})
-    }
-
-    fn state(&self, key: LedgerKey<'_>) -> Result<OptState, StoreDown> {
-        self.before()?;
-        self.inner.state(key).map_err(|e| match e {})
-    }
-}
 
 const A: &str = "+1A";
 const B: &str = "+1B";

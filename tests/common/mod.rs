@@ -4,6 +4,9 @@
 
 #![allow(dead_code)]
 
+pub mod faulty;
+pub mod invariants;
+
 use proxy_optout::{Category, Channel, RuleSet};
 use unicase::UniCase;
 
