@@ -187,3 +187,43 @@ fn long_line_and_many_lines_keep_order() {
         assert_eq!(line["action"], expect, "line {}", i + 1);
     }
 }
+
+#[test]
+fn jsonl_with_invalid_utf8_crlf_and_an_unterminated_last_line() {
+    let mut input = Vec::new();
+    input.extend_from_slice(b"{\"body\":\"STOP\"}\r\n");
+    input.extend_from_slice(b"{\"body\":\"ST\xFFOP\"}\n");
+    input.extend_from_slice(b"\n");
+    input.extend_from_slice(b"{\"body\":\"yes\",\"channel\":\"MMS\"}");
+    let out = run(&["--jsonl"], &input);
+    assert_eq!(out.status.code(), Some(1));
+    let v = lines(&out);
+    assert_eq!(v.len(), 4, "one output line per input line");
+    assert_eq!(v[0]["keyword"], "STOP");
+    assert_eq!(v[1]["line"], 2);
+    assert!(v[1]["error"].is_string(), "{}", v[1]);
+    assert_eq!(v[2]["line"], 3);
+    assert!(
+        v[2]["error"].is_string(),
+        "an empty line is not a JSON object"
+    );
+    assert_eq!(v[3]["keyword"], "YES");
+    assert_eq!(v[3]["channel"], "mms");
+}
+
+#[test]
+fn invalid_utf8_argument_is_an_error_line_not_a_crash() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let out = Command::new(binary())
+            .arg("STOP")
+            .arg(std::ffi::OsStr::from_bytes(b"ST\xFFOP"))
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(1));
+        let v = lines(&out);
+        assert_eq!(v[0]["keyword"], "STOP");
+        assert!(v[1]["error"].as_str().unwrap().contains("offset 2"));
+    }
+}
