@@ -165,6 +165,21 @@ pub struct ParseError {
     expected: &'static str,
 }
 
+/// The value of `all` whose name is `s`, ignoring ASCII case: the `FromStr` of every named
+/// enum in the crate.
+pub(crate) fn parse_named<T: Copy>(
+    all: &[T],
+    name: fn(T) -> &'static str,
+    s: &str,
+    what: &'static str,
+    expected: &'static str,
+) -> Result<T, ParseError> {
+    all.iter()
+        .copied()
+        .find(|v| name(*v).eq_ignore_ascii_case(s))
+        .ok_or_else(|| ParseError::new(what, s, expected))
+}
+
 impl ParseError {
     pub(crate) fn new(what: &'static str, value: &str, expected: &'static str) -> Self {
         ParseError {

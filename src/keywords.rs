@@ -5,7 +5,7 @@ use core::fmt;
 use core::str::FromStr;
 
 use crate::decision::Action;
-use crate::error::ParseError;
+use crate::error::{parse_named, ParseError};
 
 /// What a keyword asks for.
 ///
@@ -83,20 +83,22 @@ impl fmt::Display for Category {
 impl FromStr for Category {
     type Err = ParseError;
 
-    /// Parses `opt_out`, `opt_in` or `help` (also with a hyphen); ASCII case is ignored.
+    /// Parses `opt_out`, `opt_in` or `help` (`opt-out` and `opt-in` too); ASCII case is
+    /// ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Category::ALL
-            .into_iter()
-            .find(|c| {
-                let name = c.as_str();
-                name.eq_ignore_ascii_case(s)
-                    || (name.len() == s.len()
-                        && name
-                            .bytes()
-                            .zip(s.bytes())
-                            .all(|(a, b)| a.eq_ignore_ascii_case(&b) || (a == b'_' && b == b'-')))
-            })
-            .ok_or_else(|| ParseError::new("category", s, "opt_out, opt_in, help"))
+        let hyphenated = |c: Category| match c {
+            Category::OptOut => "opt-out",
+            Category::OptIn => "opt-in",
+            Category::Help => "help",
+        };
+        parse_named(
+            &Category::ALL,
+            Category::as_str,
+            s,
+            "category",
+            "opt_out, opt_in, help",
+        )
+        .or_else(|e| parse_named(&Category::ALL, hyphenated, s, "", "").map_err(|_| e))
     }
 }
 
@@ -186,10 +188,13 @@ impl FromStr for RuleSet {
 
     /// Parses `proxy-2020` or `proxy-2025`; ASCII case is ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        RuleSet::ALL
-            .into_iter()
-            .find(|r| r.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ParseError::new("rule set", s, "proxy-2020, proxy-2025"))
+        parse_named(
+            &RuleSet::ALL,
+            RuleSet::as_str,
+            s,
+            "rule set",
+            "proxy-2020, proxy-2025",
+        )
     }
 }
 
@@ -449,14 +454,18 @@ impl FromStr for LanguagePack {
 
     /// Parses `french` or `spanish` (or `fr`, `es`); ASCII case is ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let is = |name: &str| name.eq_ignore_ascii_case(s);
-        if is("french") || is("fr") {
-            Ok(LanguagePack::French)
-        } else if is("spanish") || is("es") {
-            Ok(LanguagePack::Spanish)
-        } else {
-            Err(ParseError::new("language pack", s, "french, spanish"))
-        }
+        let code = |p: LanguagePack| match p {
+            LanguagePack::French => "fr",
+            LanguagePack::Spanish => "es",
+        };
+        parse_named(
+            &LanguagePack::ALL,
+            LanguagePack::as_str,
+            s,
+            "language pack",
+            "french, spanish",
+        )
+        .or_else(|e| parse_named(&LanguagePack::ALL, code, s, "", "").map_err(|_| e))
     }
 }
 

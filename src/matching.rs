@@ -4,7 +4,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::error::ParseError;
+use crate::error::{parse_named, ParseError};
 use crate::keywords::Keyword;
 use crate::table::{Table, MAX_KEYWORD_BYTES};
 
@@ -82,10 +82,13 @@ impl FromStr for Matching {
 
     /// Parses `compatible` or `lenient`; ASCII case is ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Matching::ALL
-            .into_iter()
-            .find(|m| m.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| ParseError::new("matching mode", s, "compatible, lenient"))
+        parse_named(
+            &Matching::ALL,
+            Matching::as_str,
+            s,
+            "matching mode",
+            "compatible, lenient",
+        )
     }
 }
 

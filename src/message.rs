@@ -3,7 +3,7 @@
 use core::fmt;
 use core::str::FromStr;
 
-use crate::error::ParseError;
+use crate::error::{parse_named, ParseError};
 
 /// The channel a message arrived on (SPEC §7).
 ///
@@ -100,12 +100,13 @@ impl FromStr for Channel {
 
     /// Parses the lowercase name; ASCII case is ignored.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Channel::ALL
-            .into_iter()
-            .find(|c| c.as_str().eq_ignore_ascii_case(s))
-            .ok_or_else(|| {
-                ParseError::new("channel", s, "sms, mms, whatsapp, messenger, chat, other")
-            })
+        parse_named(
+            &Channel::ALL,
+            Channel::as_str,
+            s,
+            "channel",
+            "sms, mms, whatsapp, messenger, chat, other",
+        )
     }
 }
 

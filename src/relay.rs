@@ -262,7 +262,13 @@ impl Withheld {
 
 impl fmt::Display for Withheld {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str().replace('_', " ").as_str())
+        f.write_str(match self {
+            Withheld::KeywordDropped => "keyword dropped",
+            Withheld::HookBlocked => "hook blocked",
+            Withheld::OutOfSession => "out of session",
+            Withheld::NoCounterpart => "no counterpart",
+            Withheld::RecipientStatusUnknown => "recipient status unknown",
+        })
     }
 }
 
@@ -556,6 +562,25 @@ impl fmt::Display for Outcome {
             f.write_str("; no callback")?;
         }
         Ok(())
+    }
+}
+
+#[cfg(feature = "serde")]
+impl serde::Serialize for Outcome {
+    /// The decision (with the classify tool's field names), the session, the delivery, the
+    /// reply, the ledger change, the notices as codes and the status callback.
+    fn serialize<Z: serde::Serializer>(&self, serializer: Z) -> Result<Z::Ok, Z::Error> {
+        use serde::ser::SerializeStruct;
+        let codes: SmallVec<[u32; 2]> = self.notices.iter().map(|n| n.code()).collect();
+        let mut s = serializer.serialize_struct("Outcome", 7)?;
+        s.serialize_field("decision", &self.decision)?;
+        s.serialize_field("session", &self.session)?;
+        s.serialize_field("delivery", &self.delivery)?;
+        s.serialize_field("reply", &self.reply)?;
+        s.serialize_field("ledger", &self.ledger)?;
+        s.serialize_field("notices", codes.as_slice())?;
+        s.serialize_field("status_callback", &self.fires_status_callback())?;
+        s.end()
     }
 }
 

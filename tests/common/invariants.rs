@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use proxy_optout::{
     lenient_form, Channel, Classifier, Delivery, Inbound, LedgerKey, Matching, Message, Notice,
-    OptOutStore, OptState, Participant, Relay, RelayError, RuleSet, Withheld,
+    OptOutStore, OptState, Participant, Relay, RelayError, RuleSet, Withheld, DEFAULT_HELP_REPLY,
+    DEFAULT_START_REPLY, DEFAULT_STOP_REPLY,
 };
 
 use super::faulty::Faulty;
@@ -221,6 +222,7 @@ pub fn relay(data: &[u8]) {
         let made_calls = relay.store().calls.load(Ordering::SeqCst) > calls_before;
         relay.store().fail_next.store(false, Ordering::SeqCst);
         let expected = oracle(body, Channel::Sms, RuleSet::Proxy2025);
+        let sender_state = *acked.get(&(to, from)).unwrap_or(&OptState::OptedIn);
         let outcome = match result {
             Ok(out) => {
                 assert!(
@@ -259,6 +261,19 @@ pub fn relay(data: &[u8]) {
                 matches!(expected.carrier, None | Some(Help)),
                 "{body:?}: carrier keyword without ledger change"
             );
+        }
+        // The carrier layer's reply, once what it depends on was answered.
+        if !fault {
+            let reply = match expected.carrier {
+                Some(OptOut) => Some(DEFAULT_STOP_REPLY),
+                Some(OptIn) => Some(DEFAULT_START_REPLY),
+                Some(Help) => (sender_state == OptState::OptedIn).then_some(DEFAULT_HELP_REPLY),
+                _ => None,
+            };
+            assert_eq!(outcome.reply().map(|m| m.body()), reply, "{from}: {body:?}");
+            if let Some(m) = outcome.reply() {
+                assert_eq!((m.from(), m.to()), (to, from));
+            }
         }
         // The Proxy layer.
         assert_eq!(
