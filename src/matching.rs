@@ -130,24 +130,29 @@ fn repeated(unit: &[u8]) -> [u8; BLOCK] {
     block
 }
 
+/// How many bytes the leading `chunks` (each `BLOCK` long) cover while they are whitespace
+/// like `unit`: any mix of ASCII whitespace for a 1-byte unit, or `unit` repeated.
+fn run<'a>(chunks: impl Iterator<Item = &'a [u8]>, unit: &[u8]) -> usize {
+    let whole = if unit.len() == 1 {
+        // The fold (not `all`) lets the compiler vectorize.
+        chunks
+            .take_while(|c| c.iter().fold(true, |a, &b| a & is_ascii_white_space(b)))
+            .count()
+    } else {
+        // A run of a 2- or 3-byte character is the same block read from either end, since
+        // the block length is a multiple of the unit length.
+        let block = repeated(unit);
+        chunks.take_while(|c| *c == block.as_slice()).count()
+    };
+    whole * BLOCK
+}
+
 /// How many bytes at the front of `rest` are whole blocks of whitespace like `unit`.
 fn run_forward(rest: &[u8], unit: &[u8]) -> usize {
     if rest.len() < BLOCK {
         return 0;
     }
-    if unit.len() == 1 {
-        // Any mix of ASCII whitespace: the fold (not `all`) lets the compiler vectorize.
-        let whole = rest
-            .chunks_exact(BLOCK)
-            .take_while(|c| c.iter().fold(true, |a, &b| a & is_ascii_white_space(b)))
-            .count();
-        return whole * BLOCK;
-    }
-    let block = repeated(unit);
-    rest.chunks_exact(BLOCK)
-        .take_while(|c| *c == block.as_slice())
-        .count()
-        * BLOCK
+    run(rest.chunks_exact(BLOCK), unit)
 }
 
 /// How many bytes at the back of `rest` are whole blocks of whitespace like `unit`.
@@ -155,20 +160,7 @@ fn run_backward(rest: &[u8], unit: &[u8]) -> usize {
     if rest.len() < BLOCK {
         return 0;
     }
-    if unit.len() == 1 {
-        let whole = rest
-            .rchunks_exact(BLOCK)
-            .take_while(|c| c.iter().fold(true, |a, &b| a & is_ascii_white_space(b)))
-            .count();
-        return whole * BLOCK;
-    }
-    // A run of a 2- or 3-byte character seen from its end is the same block, since the block
-    // length is a multiple of the unit length.
-    let block = repeated(unit);
-    rest.rchunks_exact(BLOCK)
-        .take_while(|c| *c == block.as_slice())
-        .count()
-        * BLOCK
+    run(rest.rchunks_exact(BLOCK), unit)
 }
 
 /// Whether `bytes` may start with whitespace: ASCII whitespace, or the first two bytes of a

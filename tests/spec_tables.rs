@@ -17,16 +17,6 @@ fn with(rules: RuleSet, matching: Matching) -> Classifier {
         .unwrap()
 }
 
-fn all_classifiers() -> Vec<(RuleSet, Matching, Classifier)> {
-    let mut v = Vec::new();
-    for rules in RuleSet::ALL {
-        for matching in Matching::ALL {
-            v.push((rules, matching, with(rules, matching)));
-        }
-    }
-    v
-}
-
 /// Case variants of a word: as written, lower, title, alternating.
 fn case_variants(word: &str) -> Vec<String> {
     let lower = word.to_lowercase();
@@ -87,7 +77,7 @@ mod section_2 {
     use super::*;
 
     fn check(category: Category) {
-        for (rules, matching, c) in all_classifiers() {
+        for &(rules, matching, ref c) in classifiers() {
             for row in rows(rules).filter(|r| r.1 == category) {
                 for body in case_variants(row.0) {
                     assert_keyword(&c, &body, row, &format!("{rules}/{matching}"));
@@ -175,7 +165,7 @@ mod section_3 {
     #[test]
     fn whitespace() {
         let stop = &SPEC_TABLE[0];
-        for (rules, matching, c) in all_classifiers() {
+        for &(rules, matching, ref c) in classifiers() {
             let ctx = format!("{rules}/{matching}");
             for ws in WHITE_SPACE {
                 for body in [

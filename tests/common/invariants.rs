@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-use std::sync::OnceLock;
 
 use proxy_optout::{
     lenient_form, Channel, Classifier, Delivery, Inbound, LedgerKey, Matching, Message, Notice,
@@ -13,25 +12,7 @@ use proxy_optout::{
 };
 
 use super::faulty::Faulty;
-use super::{observed, oracle, Help, OptIn, OptOut, SPEC_TABLE, WHITE_SPACE};
-
-fn classifiers() -> &'static [(RuleSet, Matching, Classifier)] {
-    static ALL: OnceLock<Vec<(RuleSet, Matching, Classifier)>> = OnceLock::new();
-    ALL.get_or_init(|| {
-        let mut v = Vec::new();
-        for rules in RuleSet::ALL {
-            for matching in Matching::ALL {
-                let c = Classifier::builder()
-                    .rules(rules)
-                    .matching(matching)
-                    .build()
-                    .expect("built-in configuration");
-                v.push((rules, matching, c));
-            }
-        }
-        v
-    })
-}
+use super::{classifiers, observed, oracle, Help, OptIn, OptOut, SPEC_TABLE, WHITE_SPACE};
 
 fn exact(rules: RuleSet) -> &'static Classifier {
     classifiers()

@@ -7,7 +7,7 @@
 pub mod faulty;
 pub mod invariants;
 
-use proxy_optout::{Category, Channel, RuleSet};
+use proxy_optout::{Category, Channel, Classifier, Matching, RuleSet};
 use unicase::UniCase;
 
 pub use Category::{Help, OptIn, OptOut};
@@ -90,3 +90,23 @@ pub const WHITE_SPACE: [char; 25] = [
     '\u{2007}', '\u{2008}', '\u{2009}', '\u{200A}', '\u{2028}', '\u{2029}', '\u{202F}', '\u{205F}',
     '\u{3000}',
 ];
+
+/// A classifier for every rule set and matching mode, built once.
+pub fn classifiers() -> &'static [(RuleSet, Matching, Classifier)] {
+    static ALL: std::sync::OnceLock<Vec<(RuleSet, Matching, Classifier)>> =
+        std::sync::OnceLock::new();
+    ALL.get_or_init(|| {
+        let mut v = Vec::new();
+        for rules in RuleSet::ALL {
+            for matching in Matching::ALL {
+                let c = Classifier::builder()
+                    .rules(rules)
+                    .matching(matching)
+                    .build()
+                    .expect("built-in configuration");
+                v.push((rules, matching, c));
+            }
+        }
+        v
+    })
+}
