@@ -80,7 +80,7 @@ mod section_2 {
         for &(rules, matching, ref c) in classifiers() {
             for row in rows(rules).filter(|r| r.1 == category) {
                 for body in case_variants(row.0) {
-                    assert_keyword(&c, &body, row, &format!("{rules}/{matching}"));
+                    assert_keyword(c, &body, row, &format!("{rules}/{matching}"));
                 }
             }
         }
@@ -173,7 +173,7 @@ mod section_3 {
                     format!("STOP{ws}"),
                     format!("{ws}{ws}stop{ws}{ws}{ws}"),
                 ] {
-                    assert_keyword(&c, &body, stop, &ctx);
+                    assert_keyword(c, &body, stop, &ctx);
                 }
             }
             for body in [
@@ -183,7 +183,7 @@ mod section_3 {
                 "\u{3000}STOP\u{3000}",
                 "\r\nSTOP\r\n",
             ] {
-                assert_keyword(&c, body, stop, &ctx);
+                assert_keyword(c, body, stop, &ctx);
             }
         }
     }
