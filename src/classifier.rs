@@ -67,6 +67,11 @@ static PROXY_2020: Classifier = Classifier::builtin(RuleSet::Proxy2020, Matching
 /// ```
 /// use proxy_optout::{Category, Classifier, LanguagePack, Matching, Message, RuleSet};
 ///
+/// assert!(format!("{:?}", Classifier::default()).starts_with(
+///     "Classifier { rules: Proxy2025, matching: Compatible, revocation_hints: false, \
+///      keywords: [\"STOP\", \"REVOKE\"",
+/// ));
+///
 /// let c = Classifier::builder()
 ///     .rules(RuleSet::Proxy2020)
 ///     .matching(Matching::Lenient)
@@ -79,12 +84,32 @@ static PROXY_2020: Classifier = Classifier::builtin(RuleSet::Proxy2020, Matching
 /// assert!(c.classify(&Message::sms("REVOKE")).is_forwarded()); // not in proxy-2020
 /// # Ok::<(), proxy_optout::ConfigError>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Classifier {
     rules: RuleSet,
     matching: Matching,
     hints: bool,
     table: Table,
+}
+
+impl core::fmt::Debug for Classifier {
+    /// The configuration and the keywords; not the lookup tables, which say nothing more.
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        struct Words<'a>(&'a Classifier);
+        impl core::fmt::Debug for Words<'_> {
+            fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+                f.debug_list()
+                    .entries(self.0.keywords().map(|k| k.word()))
+                    .finish()
+            }
+        }
+        f.debug_struct("Classifier")
+            .field("rules", &self.rules)
+            .field("matching", &self.matching)
+            .field("revocation_hints", &self.hints)
+            .field("keywords", &Words(self))
+            .finish()
+    }
 }
 
 impl Default for Classifier {
