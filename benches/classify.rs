@@ -40,7 +40,7 @@ impl Baselines {
         Baselines {
             naive: support::KEYWORDS
                 .iter()
-                .map(|k| (*k, support::DROPPED.contains(k)))
+                .map(|k| (*k, support::is_dropped(k)))
                 .collect(),
             regex: RegexBuilder::new(&pattern)
                 .case_insensitive(true)
@@ -59,7 +59,7 @@ impl Baselines {
         let caps = self.regex.captures(body)?;
         let i = caps.iter().skip(1).position(|g| g.is_some())?;
         let k = support::KEYWORDS[i];
-        Some((k, support::DROPPED.contains(&k)))
+        Some((k, support::is_dropped(k)))
     }
 }
 

@@ -47,21 +47,11 @@ pub const KEYWORDS: [&str; 17] = [
     "INFO",
 ];
 
-/// The keywords Proxy drops (`proxy-2025`).
-pub const DROPPED: [&str; 12] = [
-    "STOP",
-    "REVOKE",
-    "OPTOUT",
-    "UNSUBSCRIBE",
-    "END",
-    "CANCEL",
-    "QUIT",
-    "STOPALL",
-    "ARRETT",
-    "ARRET",
-    "ARRETE",
-    "UNSTOP",
-];
+/// Whether Proxy drops `keyword` (`proxy-2025`): every keyword but the forwarded opt-in and
+/// help words.
+pub fn is_dropped(keyword: &str) -> bool {
+    !matches!(keyword, "START" | "YES" | "DEBUT" | "HELP" | "INFO")
+}
 
 const OPENERS: [&str; 12] = [
     "Hi", "Hey", "Hello", "OK", "Sure", "Thanks", "Great", "Hola", "Bonjour", "Yo", "Morning",
