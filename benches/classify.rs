@@ -269,8 +269,8 @@ fn relay_benches(cr: &mut Criterion) {
         ours.sessions_mut()
             .open(
                 &format!("ride-{i}"),
-                Participant::new(rider.as_str(), proxy.as_str()),
-                Participant::new(driver.as_str(), proxy.as_str()),
+                Participant::new(rider.as_str(), proxy.as_str()).unwrap(),
+                Participant::new(driver.as_str(), proxy.as_str()).unwrap(),
             )
             .unwrap();
         routes.insert(

@@ -32,10 +32,16 @@ pub enum Action {
     Drop,
     /// The intercept hook refused it: notice 80909.
     Block,
+    /// Not relayed for a reason outside the keyword tables: the message is out of session,
+    /// its session has no second participant, or the recipient's opt-out state could not be
+    /// read. The intercept hook was not called and no callback fires;
+    /// [`Outcome::withheld`](crate::Outcome::withheld) says which. [`classify`](crate::classify)
+    /// never returns it; only the relay does.
+    Withhold,
 }
 
 impl Action {
-    /// The lowercase name: `forward`, `drop` or `block`.
+    /// The lowercase name: `forward`, `drop`, `block` or `withhold`.
     ///
     /// ```
     /// assert_eq!(proxy_optout::Action::Block.as_str(), "block");
@@ -46,6 +52,7 @@ impl Action {
             Action::Forward => "forward",
             Action::Drop => "drop",
             Action::Block => "block",
+            Action::Withhold => "withhold",
         }
     }
 
@@ -58,7 +65,7 @@ impl Action {
     #[must_use]
     pub const fn notice(self) -> Option<Notice> {
         match self {
-            Action::Forward => None,
+            Action::Forward | Action::Withhold => None,
             Action::Drop => Some(Notice::MessageMatchedStopWord),
             Action::Block => Some(Notice::InboundContactRejected),
         }
@@ -166,6 +173,21 @@ impl Decision {
         }
     }
 
+    /// The same decision, not relayed for a routing or store reason. Only a forward can be
+    /// withheld: a dropped keyword stays dropped.
+    pub(crate) const fn withheld(mut self) -> Self {
+        if let Action::Forward = self.action {
+            self.action = Action::Withhold;
+        }
+        self
+    }
+
+    /// The same decision with the carrier layer's category set by the platform's verdict.
+    pub(crate) const fn with_carrier(mut self, carrier: Option<Category>) -> Self {
+        self.carrier = carrier;
+        self
+    }
+
     /// The same decision, blocked by the intercept hook. Only a forward can be blocked.
     pub(crate) const fn blocked(mut self) -> Self {
         if let Action::Forward = self.action {
@@ -204,6 +226,18 @@ impl Decision {
     #[must_use]
     pub const fn is_dropped(&self) -> bool {
         matches!(self.action, Action::Drop)
+    }
+
+    /// Whether the relay withheld the message for a routing or store reason (out of session,
+    /// no counterpart, recipient state unknown).
+    ///
+    /// ```
+    /// use proxy_optout::{classify, Message};
+    /// assert!(!classify(&Message::sms("hello")).is_withheld());
+    /// ```
+    #[must_use]
+    pub const fn is_withheld(&self) -> bool {
+        matches!(self.action, Action::Withhold)
     }
 
     /// Whether the intercept hook blocked the message (notice 80909).
@@ -279,11 +313,11 @@ impl Decision {
     /// ```
     #[must_use]
     pub const fn fires_callbacks(&self) -> bool {
-        !self.is_dropped()
+        matches!(self.action, Action::Forward | Action::Block)
     }
 
     /// Whether the intercept hook is (or was) consulted: for every message the Proxy layer
-    /// would forward, never for a dropped keyword.
+    /// would forward in session, never for a dropped keyword nor a withheld message.
     ///
     /// ```
     /// use proxy_optout::{classify, Message};
@@ -292,7 +326,7 @@ impl Decision {
     /// ```
     #[must_use]
     pub const fn calls_intercept(&self) -> bool {
-        !self.is_dropped()
+        matches!(self.action, Action::Forward | Action::Block)
     }
 
     /// Whether the status callback fires: only for a message that is forwarded.

@@ -72,6 +72,28 @@ impl Category {
             Category::Help => "HELP",
         }
     }
+
+    /// The category of a Twilio `OptOutType` label (`STOP`, `START`, `HELP`; ASCII case is
+    /// ignored), as an inbound webhook carries it.
+    ///
+    /// # Errors
+    ///
+    /// A [`ParseError`] naming the label when it is none of the three.
+    ///
+    /// ```
+    /// use proxy_optout::Category;
+    /// assert_eq!(Category::from_opt_out_type("STOP"), Ok(Category::OptOut));
+    /// assert!(Category::from_opt_out_type("UNSUBSCRIBE").is_err());
+    /// ```
+    pub fn from_opt_out_type(label: &str) -> Result<Category, ParseError> {
+        parse_named(
+            &Category::ALL,
+            Category::opt_out_type,
+            label,
+            "OptOutType",
+            "STOP, START, HELP",
+        )
+    }
 }
 
 impl fmt::Display for Category {
@@ -250,8 +272,9 @@ impl Keyword {
     }
 
     /// The same keyword, with the Proxy layer dropping or forwarding it in default mode (the
-    /// way UNSTOP is an opt-in word that Proxy drops). [`Action::Block`] counts as
-    /// [`Action::Drop`]: only the intercept hook blocks.
+    /// way UNSTOP is an opt-in word that Proxy drops). [`Action::Block`] and
+    /// [`Action::Withhold`] count as [`Action::Drop`]: only the intercept hook blocks, and only
+    /// the relay withholds.
     ///
     /// ```
     /// use proxy_optout::{Action, Category, Keyword};
@@ -262,7 +285,7 @@ impl Keyword {
     pub const fn with_proxy_action(mut self, action: Action) -> Self {
         self.action = match action {
             Action::Forward => Action::Forward,
-            Action::Drop | Action::Block => Action::Drop,
+            _ => Action::Drop,
         };
         self
     }

@@ -3,6 +3,9 @@
 
 use alloc::string::String;
 use core::fmt;
+use core::future::Future;
+
+use crate::identifier::{validate_identifier, IdentifierError};
 
 /// Whether a participant may receive messages from a proxy number (or service).
 ///
@@ -203,6 +206,40 @@ pub enum LedgerScope {
 }
 
 impl LedgerScope {
+    /// A service-wide scope, its id checked.
+    ///
+    /// # Errors
+    ///
+    /// An [`IdentifierError`] naming `service id` when `id` is not canonical.
+    ///
+    /// ```
+    /// use proxy_optout::LedgerScope;
+    /// assert_eq!(LedgerScope::service("KS1"), Ok(LedgerScope::Service("KS1".into())));
+    /// assert!(LedgerScope::service("KS1\n").is_err());
+    /// ```
+    pub fn service(id: &str) -> Result<LedgerScope, IdentifierError> {
+        validate_identifier("service id", id)?;
+        Ok(LedgerScope::Service(id.into()))
+    }
+
+    /// Checks a service scope's id (the relay does, when it is given the scope).
+    ///
+    /// # Errors
+    ///
+    /// An [`IdentifierError`] naming `service id`.
+    ///
+    /// ```
+    /// use proxy_optout::LedgerScope;
+    /// assert!(LedgerScope::Service(String::new()).validate().is_err());
+    /// assert!(LedgerScope::ProxyNumber.validate().is_ok());
+    /// ```
+    pub fn validate(&self) -> Result<(), IdentifierError> {
+        match self {
+            LedgerScope::ProxyNumber => Ok(()),
+            LedgerScope::Service(id) => validate_identifier("service id", id),
+        }
+    }
+
     /// The ledger scope for a message through `proxy_number`.
     ///
     /// ```
@@ -272,6 +309,88 @@ macro_rules! forward_store {
 }
 
 forward_store!(&S, alloc::boxed::Box<S>, alloc::sync::Arc<S>);
+
+/// Asynchronous storage for the opt-out ledger: the same contract as [`OptOutStore`], with
+/// futures that are `Send` so [`AsyncRelay`](crate::AsyncRelay) can be awaited in a
+/// multi-threaded runtime's request handler. No runtime is assumed.
+///
+/// # Example
+///
+/// ```
+/// use std::future::Future;
+/// use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+///
+/// /// A store over the host's async database client (elided).
+/// struct Db;
+///
+/// impl AsyncOptOutStore for Db {
+///     type Error = std::io::Error;
+///     fn record(&self, key: LedgerKey<'_>, state: OptState) -> impl Future<Output = Result<(), Self::Error>> + Send {
+///         let (scope, who) = (key.scope().to_owned(), key.participant().to_owned());
+///         async move {
+///             // INSERT INTO opt_outs (scope, participant, state) VALUES ($1, $2, $3)
+///             // ON CONFLICT (scope, participant) DO UPDATE SET state = excluded.state
+///             let _ = (scope, who, state);
+///             Ok(())
+///         }
+///     }
+///     fn state(&self, _key: LedgerKey<'_>) -> impl Future<Output = Result<OptState, Self::Error>> + Send {
+///         async { Ok(OptState::OptedIn) }
+///     }
+/// }
+/// # let _ = Db;
+/// ```
+pub trait AsyncOptOutStore: Sync {
+    /// The host's storage error.
+    type Error: Send;
+
+    /// Records that `key` is now in `state`; resolves once it is durable.
+    fn record(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// The latest recorded state of `key`, [`OptState::OptedIn`] if none was recorded.
+    fn state(
+        &self,
+        key: LedgerKey<'_>,
+    ) -> impl Future<Output = Result<OptState, Self::Error>> + Send;
+}
+
+macro_rules! forward_async_store {
+    ($($ty:ty),*) => {$(
+        impl<S: AsyncOptOutStore + ?Sized + Send> AsyncOptOutStore for $ty {
+            type Error = S::Error;
+            fn record(&self, key: LedgerKey<'_>, state: OptState) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).record(key, state)
+            }
+            fn state(&self, key: LedgerKey<'_>) -> impl Future<Output = Result<OptState, Self::Error>> + Send {
+                (**self).state(key)
+            }
+        }
+    )*};
+}
+
+forward_async_store!(&S, alloc::boxed::Box<S>, alloc::sync::Arc<S>);
+
+#[cfg(feature = "std")]
+impl AsyncOptOutStore for MemoryStore {
+    type Error = core::convert::Infallible;
+    fn record(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        core::future::ready(OptOutStore::record(self, key, state))
+    }
+    fn state(
+        &self,
+        key: LedgerKey<'_>,
+    ) -> impl Future<Output = Result<OptState, Self::Error>> + Send {
+        core::future::ready(OptOutStore::state(self, key))
+    }
+}
 
 #[cfg(feature = "std")]
 pub use memory::MemoryStore;

@@ -69,8 +69,8 @@
 //! let mut relay = Relay::new(MemoryStore::new());
 //! relay.sessions_mut().open(
 //!     "ride-1",
-//!     Participant::new("+1RIDER", "+1PROXY"),
-//!     Participant::new("+1DRIVER", "+1PROXY"),
+//!     Participant::new("+1RIDER", "+1PROXY")?,
+//!     Participant::new("+1DRIVER", "+1PROXY")?,
 //! )?;
 //! relay.handle(&Inbound::sms("+1RIDER", "+1PROXY", "STOP"))?; // dropped, recorded, confirmed
 //! let out = relay.handle(&Inbound::sms("+1DRIVER", "+1PROXY", "I'm here"))?;
@@ -111,6 +111,7 @@ mod classifier;
 mod decision;
 mod error;
 mod hints;
+mod identifier;
 mod keywords;
 mod ledger;
 mod matching;
@@ -125,15 +126,23 @@ mod table;
 pub use classifier::{classify, classify_bytes, Classifier, ClassifierBuilder};
 pub use decision::{Action, Decision, RevocationHint};
 pub use error::{ConfigError, ParseError, Utf8Error};
+pub use identifier::{validate_identifier, IdentifierError, MAX_IDENTIFIER_BYTES};
 pub use keywords::{Category, Keyword, LanguagePack, RuleSet};
 #[cfg(feature = "std")]
 pub use ledger::MemoryStore;
-pub use ledger::{LedgerKey, LedgerScope, OptOutStore, OptState, OwnedLedgerKey};
+pub use ledger::{AsyncOptOutStore, LedgerKey, LedgerScope, OptOutStore, OptState, OwnedLedgerKey};
 pub use matching::{lenient_form, trim, Matching};
 pub use message::{Channel, Message};
 pub use notice::{Level, Notice};
-pub use policy::{FixedPolicy, Intercept, ProxyPolicy, StopFilterFlag, StopFiltering, TwilioProxy};
-pub use relay::{Delivery, Inbound, LedgerChange, Outbound, Outcome, Relay, RelayError, Withheld};
+pub use policy::{
+    AsyncProxyPolicy, FixedPolicy, Intercept, ProxyPolicy, StopFilterFlag, StopFiltering,
+    SyncPolicy, TwilioProxy,
+};
+pub use relay::{
+    Answers, AsyncRelay, CarrierMode, Delivery, Effect, Feedback, FeedbackError, FeedbackOutcome,
+    Inbound, InputError, LedgerChange, Outbound, Outcome, Plan, Relay, RelayCore, RelayError,
+    Settings, Withheld,
+};
 pub use replies::{AutoReplies, DEFAULT_HELP_REPLY, DEFAULT_START_REPLY, DEFAULT_STOP_REPLY};
 pub use session::{Participant, Route, SessionError, Sessions};
 pub use table::MAX_KEYWORD_BYTES;

@@ -2,6 +2,7 @@
 //! proxy number, and the intercept hook.
 
 use core::fmt;
+use core::future::{ready, Future};
 
 use crate::decision::Decision;
 use crate::message::Message;
@@ -248,6 +249,148 @@ impl fmt::Display for StopFiltering {
         })
     }
 }
+
+/// The host's policy, answered asynchronously: for hosts whose per-number STOP filtering or
+/// intercept hook needs their database or a web call. Every method has a default (Twilio
+/// Proxy with the flag off); every future is `Send`, so [`AsyncRelay`](crate::AsyncRelay)'s
+/// future can be awaited in a multi-threaded runtime's handler. A synchronous
+/// [`ProxyPolicy`] is adapted with [`SyncPolicy`]; [`TwilioProxy`] and [`FixedPolicy`]
+/// implement both traits.
+///
+/// # Example
+///
+/// ```
+/// use std::future::Future;
+/// use proxy_optout::{AsyncProxyPolicy, Decision, Intercept, Message, StopFiltering};
+///
+/// struct FromDatabase;
+///
+/// impl AsyncProxyPolicy for FromDatabase {
+///     fn stop_filtering(&self, proxy: Option<&str>) -> impl Future<Output = StopFiltering> + Send {
+///         let off = proxy == Some("+1SHORTCODE");
+///         async move {
+///             // SELECT stop_filtering FROM numbers WHERE number = $1 ...
+///             if off { StopFiltering::Off } else { StopFiltering::On }
+///         }
+///     }
+///     fn intercept(&self, _m: &Message<'_>, _d: &Decision) -> impl Future<Output = Intercept> + Send {
+///         async { Intercept::Allow }
+///     }
+/// }
+/// # let _ = FromDatabase;
+/// ```
+pub trait AsyncProxyPolicy: Sync {
+    /// The `ProxyRespectSmsStopFilterFlag` account flag (an account setting, known without
+    /// a lookup). Default: [`StopFilterFlag::Ignore`].
+    ///
+    /// ```
+    /// use proxy_optout::{AsyncProxyPolicy, StopFilterFlag, TwilioProxy};
+    /// assert_eq!(AsyncProxyPolicy::stop_filter_flag(&TwilioProxy), StopFilterFlag::Ignore);
+    /// ```
+    fn stop_filter_flag(&self) -> StopFilterFlag {
+        StopFilterFlag::Ignore
+    }
+
+    /// Whether STOP filtering is on for `proxy_number`. Default: [`StopFiltering::On`].
+    ///
+    /// ```
+    /// use proxy_optout::{AsyncProxyPolicy, StopFiltering, TwilioProxy};
+    /// let f = AsyncProxyPolicy::stop_filtering(&TwilioProxy, Some("+1P"));
+    /// # let _ = f;
+    /// ```
+    fn stop_filtering(
+        &self,
+        proxy_number: Option<&str>,
+    ) -> impl Future<Output = StopFiltering> + Send {
+        let _ = proxy_number;
+        ready(StopFiltering::On)
+    }
+
+    /// The intercept hook, for a message the Proxy layer would forward in session. Default:
+    /// [`Intercept::Allow`].
+    ///
+    /// ```
+    /// use proxy_optout::{classify, AsyncProxyPolicy, Message, TwilioProxy};
+    /// let m = Message::sms("hi");
+    /// let d = classify(&m);
+    /// let f = AsyncProxyPolicy::intercept(&TwilioProxy, &m, &d);
+    /// # let _ = f;
+    /// ```
+    fn intercept(
+        &self,
+        message: &Message<'_>,
+        decision: &Decision,
+    ) -> impl Future<Output = Intercept> + Send {
+        let _ = (message, decision);
+        ready(Intercept::Allow)
+    }
+}
+
+/// Adapts a synchronous [`ProxyPolicy`] (one that answers from memory, without blocking) to
+/// [`AsyncProxyPolicy`].
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::{AsyncRelay, MemoryStore, ProxyPolicy, SyncPolicy};
+/// struct Mine;
+/// impl ProxyPolicy for Mine {}
+/// let relay = AsyncRelay::new(MemoryStore::new()).with_policy(SyncPolicy(Mine));
+/// # let _ = relay;
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct SyncPolicy<P>(pub P);
+
+impl<P: ProxyPolicy + Sync> AsyncProxyPolicy for SyncPolicy<P> {
+    fn stop_filter_flag(&self) -> StopFilterFlag {
+        self.0.stop_filter_flag()
+    }
+    fn stop_filtering(
+        &self,
+        proxy_number: Option<&str>,
+    ) -> impl Future<Output = StopFiltering> + Send {
+        ready(self.0.stop_filtering(proxy_number))
+    }
+    fn intercept(
+        &self,
+        message: &Message<'_>,
+        decision: &Decision,
+    ) -> impl Future<Output = Intercept> + Send {
+        ready(self.0.intercept(message, decision))
+    }
+}
+
+impl AsyncProxyPolicy for TwilioProxy {}
+
+impl AsyncProxyPolicy for FixedPolicy {
+    fn stop_filter_flag(&self) -> StopFilterFlag {
+        self.flag
+    }
+    fn stop_filtering(
+        &self,
+        _proxy_number: Option<&str>,
+    ) -> impl Future<Output = StopFiltering> + Send {
+        ready(self.filtering)
+    }
+}
+
+macro_rules! forward_async_policy {
+    ($($ty:ty),*) => {$(
+        impl<P: AsyncProxyPolicy + ?Sized + Send> AsyncProxyPolicy for $ty {
+            fn stop_filter_flag(&self) -> StopFilterFlag {
+                (**self).stop_filter_flag()
+            }
+            fn stop_filtering(&self, proxy_number: Option<&str>) -> impl Future<Output = StopFiltering> + Send {
+                (**self).stop_filtering(proxy_number)
+            }
+            fn intercept(&self, message: &Message<'_>, decision: &Decision) -> impl Future<Output = Intercept> + Send {
+                (**self).intercept(message, decision)
+            }
+        }
+    )*};
+}
+
+forward_async_policy!(&P, alloc::boxed::Box<P>, alloc::sync::Arc<P>);
 
 // Object safety is part of the contract: this fails to compile if it is lost.
 const _: Option<&dyn ProxyPolicy> = None;

@@ -7,7 +7,9 @@ use core::fmt;
 
 use smallvec::SmallVec;
 
+use crate::identifier::{validate_identifier, IdentifierError};
 use crate::message::Channel;
+use crate::relay::inbound::channel_of;
 
 /// One side of a masked conversation: the participant's own identifier (a phone number or a
 /// channel address such as `whatsapp:+1555...`) and the proxy identifier (masked number)
@@ -18,10 +20,11 @@ use crate::message::Channel;
 /// ```
 /// use proxy_optout::{Channel, Participant};
 ///
-/// let rider = Participant::new("+15551110001", "+15550000100");
+/// let rider = Participant::new("+15551110001", "+15550000100")?;
 /// assert_eq!(rider.channel(), Channel::Sms);
-/// let driver = Participant::new("whatsapp:+15552220002", "whatsapp:+15550000200");
+/// let driver = Participant::new("whatsapp:+15552220002", "whatsapp:+15550000200")?;
 /// assert_eq!(driver.channel(), Channel::WhatsApp); // inferred from the address
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
@@ -36,33 +39,39 @@ impl Participant {
     /// inferred from a `whatsapp:` or `messenger:` prefix, SMS otherwise; set it with
     /// [`with_channel`](Participant::with_channel).
     ///
+    /// # Errors
+    ///
+    /// An [`IdentifierError`] naming `identifier` or `proxy identifier` when one is not in
+    /// canonical form (empty, padded, with a control character, or too long).
+    ///
     /// ```
-    /// let p = proxy_optout::Participant::new("+15551110001", "+15550000100");
+    /// let p = proxy_optout::Participant::new("+15551110001", "+15550000100")?;
     /// assert_eq!(p.identifier(), "+15551110001");
+    /// assert!(proxy_optout::Participant::new("+1555\t", "+1P").is_err());
+    /// # Ok::<(), proxy_optout::IdentifierError>(())
     /// ```
-    #[must_use]
-    pub fn new(identifier: impl Into<String>, proxy_identifier: impl Into<String>) -> Self {
+    pub fn new(
+        identifier: impl Into<String>,
+        proxy_identifier: impl Into<String>,
+    ) -> Result<Self, IdentifierError> {
         let identifier = identifier.into();
-        let channel = if identifier.starts_with("whatsapp:") {
-            Channel::WhatsApp
-        } else if identifier.starts_with("messenger:") {
-            Channel::Messenger
-        } else {
-            Channel::Sms
-        };
-        Participant {
+        let proxy_identifier = proxy_identifier.into();
+        validate_identifier("identifier", &identifier)?;
+        validate_identifier("proxy identifier", &proxy_identifier)?;
+        Ok(Participant {
+            channel: channel_of(&identifier),
             identifier,
-            proxy_identifier: proxy_identifier.into(),
-            channel,
-        }
+            proxy_identifier,
+        })
     }
 
     /// The same participant on `channel`.
     ///
     /// ```
     /// use proxy_optout::{Channel, Participant};
-    /// let p = Participant::new("web-42", "chat-proxy").with_channel(Channel::Chat);
+    /// let p = Participant::new("web-42", "chat-proxy")?.with_channel(Channel::Chat);
     /// assert_eq!(p.channel(), Channel::Chat);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn with_channel(mut self, channel: Channel) -> Self {
@@ -73,7 +82,8 @@ impl Participant {
     /// The participant's own number or address.
     ///
     /// ```
-    /// assert_eq!(proxy_optout::Participant::new("A", "P").identifier(), "A");
+    /// assert_eq!(proxy_optout::Participant::new("A", "P")?.identifier(), "A");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn identifier(&self) -> &str {
@@ -83,7 +93,8 @@ impl Participant {
     /// The masked number this participant talks to.
     ///
     /// ```
-    /// assert_eq!(proxy_optout::Participant::new("A", "P").proxy_identifier(), "P");
+    /// assert_eq!(proxy_optout::Participant::new("A", "P")?.proxy_identifier(), "P");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn proxy_identifier(&self) -> &str {
@@ -93,7 +104,8 @@ impl Participant {
     /// The channel this participant is reached on.
     ///
     /// ```
-    /// assert_eq!(proxy_optout::Participant::new("A", "P").channel(), proxy_optout::Channel::Sms);
+    /// assert_eq!(proxy_optout::Participant::new("A", "P")?.channel(), proxy_optout::Channel::Sms);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn channel(&self) -> Channel {
@@ -116,8 +128,8 @@ impl fmt::Display for Participant {
 /// use proxy_optout::{Participant, SessionError, Sessions};
 ///
 /// let mut s = Sessions::new();
-/// s.open("ride-1", Participant::new("A", "P1"), Participant::new("B", "P1"))?;
-/// let err = s.add_participant("ride-1", Participant::new("C", "P1")).unwrap_err();
+/// s.open("ride-1", Participant::new("A", "P1")?, Participant::new("B", "P1")?)?;
+/// let err = s.add_participant("ride-1", Participant::new("C", "P1")?).unwrap_err();
 /// assert_eq!(err, SessionError::ThirdParticipant { session: "ride-1".into() });
 /// assert_eq!(err.to_string(), "session \"ride-1\" already has two participants");
 /// # Ok::<(), SessionError>(())
@@ -144,12 +156,9 @@ pub enum SessionError {
         /// The session that already holds the pair.
         existing: String,
     },
-    /// An identifier, proxy identifier or session id was empty.
-    #[error("{field} is empty")]
-    Empty {
-        /// Which field: `"session id"`, `"identifier"` or `"proxy identifier"`.
-        field: &'static str,
-    },
+    /// A session id or identifier is not in canonical form.
+    #[error(transparent)]
+    Identifier(#[from] IdentifierError),
     /// No open session has this id.
     #[error("no open session {session:?}")]
     UnknownSession {
@@ -176,8 +185,8 @@ type Pair = SmallVec<[Participant; 2]>;
 /// use proxy_optout::{Participant, Sessions};
 ///
 /// let mut s = Sessions::new();
-/// s.open("ride-1", Participant::new("+1A", "+1P1"), Participant::new("+1B", "+1P1"))?;
-/// s.open("ride-2", Participant::new("+1C", "+1P1"), Participant::new("+1D", "+1P1"))?;
+/// s.open("ride-1", Participant::new("+1A", "+1P1")?, Participant::new("+1B", "+1P1")?)?;
+/// s.open("ride-2", Participant::new("+1C", "+1P1")?, Participant::new("+1D", "+1P1")?)?;
 /// let route = s.route("+1A", "+1P1").unwrap();
 /// assert_eq!(route.session(), "ride-1");
 /// assert_eq!(route.recipient().unwrap().identifier(), "+1B");
@@ -198,7 +207,7 @@ pub struct Sessions {
 /// ```
 /// use proxy_optout::{Participant, Sessions};
 /// let mut s = Sessions::new();
-/// s.open("r", Participant::new("A", "P"), Participant::new("B", "Q"))?;
+/// s.open("r", Participant::new("A", "P")?, Participant::new("B", "Q")?)?;
 /// let r = s.route("B", "Q").unwrap();
 /// assert_eq!(r.sender().identifier(), "B");
 /// assert_eq!(r.recipient().unwrap().proxy_identifier(), "P");
@@ -212,13 +221,51 @@ pub struct Route<'a> {
 }
 
 impl<'a> Route<'a> {
+    /// A route the host resolved itself (its sessions are rows in its own database).
+    ///
+    /// # Errors
+    ///
+    /// [`SessionError::Identifier`] for a non-canonical session id, and
+    /// [`SessionError::DuplicatePair`] when the recipient is the sender's own pair.
+    ///
+    /// ```
+    /// use proxy_optout::{Participant, Route};
+    /// let (a, b) = (Participant::new("A", "P")?, Participant::new("B", "P")?);
+    /// let route = Route::new("ride-1", &a, Some(&b))?;
+    /// assert_eq!(route.recipient().unwrap().identifier(), "B");
+    /// assert!(Route::new("ride-1", &a, Some(&a)).is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn new(
+        session: &'a str,
+        sender: &'a Participant,
+        recipient: Option<&'a Participant>,
+    ) -> Result<Self, SessionError> {
+        validate_identifier("session id", session)?;
+        if let Some(r) = recipient {
+            if r.identifier == sender.identifier && r.proxy_identifier == sender.proxy_identifier {
+                return Err(SessionError::DuplicatePair {
+                    identifier: r.identifier.clone(),
+                    proxy_identifier: r.proxy_identifier.clone(),
+                    existing: session.into(),
+                });
+            }
+        }
+        Ok(Route {
+            session,
+            sender,
+            recipient,
+        })
+    }
+
     /// The session id.
     ///
     /// ```
     /// # use proxy_optout::{Participant, Sessions};
     /// # let mut s = Sessions::new();
-    /// # s.open("r", Participant::new("A", "P"), Participant::new("B", "Q")).unwrap();
+    /// # s.open("r", Participant::new("A", "P")?, Participant::new("B", "Q")?).unwrap();
     /// assert_eq!(s.route("A", "P").unwrap().session(), "r");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn session(&self) -> &'a str {
@@ -230,8 +277,9 @@ impl<'a> Route<'a> {
     /// ```
     /// # use proxy_optout::{Participant, Sessions};
     /// # let mut s = Sessions::new();
-    /// # s.open("r", Participant::new("A", "P"), Participant::new("B", "Q")).unwrap();
+    /// # s.open("r", Participant::new("A", "P")?, Participant::new("B", "Q")?).unwrap();
     /// assert_eq!(s.route("A", "P").unwrap().sender().identifier(), "A");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     #[must_use]
     pub fn sender(&self) -> &'a Participant {
@@ -244,21 +292,13 @@ impl<'a> Route<'a> {
     /// # use proxy_optout::{Participant, Sessions};
     /// let mut s = Sessions::new();
     /// s.create("r")?;
-    /// s.add_participant("r", Participant::new("A", "P"))?;
+    /// s.add_participant("r", Participant::new("A", "P")?)?;
     /// assert!(s.route("A", "P").unwrap().recipient().is_none());
     /// # Ok::<(), proxy_optout::SessionError>(())
     /// ```
     #[must_use]
     pub fn recipient(&self) -> Option<&'a Participant> {
         self.recipient
-    }
-}
-
-fn non_empty(field: &'static str, value: &str) -> Result<(), SessionError> {
-    if value.is_empty() {
-        Err(SessionError::Empty { field })
-    } else {
-        Ok(())
     }
 }
 
@@ -278,7 +318,7 @@ impl Sessions {
     ///
     /// # Errors
     ///
-    /// [`SessionError::Empty`] for an empty id, [`SessionError::DuplicateSession`] if it is
+    /// [`SessionError::Identifier`] for a non-canonical id, [`SessionError::DuplicateSession`] if it is
     /// already open.
     ///
     /// ```
@@ -288,7 +328,7 @@ impl Sessions {
     /// # Ok::<(), proxy_optout::SessionError>(())
     /// ```
     pub fn create(&mut self, session: &str) -> Result<(), SessionError> {
-        non_empty("session id", session)?;
+        validate_identifier("session id", session)?;
         if self.sessions.contains_key(session) {
             return Err(SessionError::DuplicateSession {
                 session: session.into(),
@@ -308,9 +348,10 @@ impl Sessions {
     /// ```
     /// use proxy_optout::{Participant, SessionError, Sessions};
     /// let mut s = Sessions::new();
-    /// let err = s.open("r", Participant::new("A", "P"), Participant::new("A", "P")).unwrap_err();
+    /// let err = s.open("r", Participant::new("A", "P")?, Participant::new("A", "P")?).unwrap_err();
     /// assert!(matches!(err, SessionError::DuplicatePair { .. }));
     /// assert_eq!(s.len(), 0, "nothing was opened");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(
         &mut self,
@@ -333,15 +374,15 @@ impl Sessions {
     /// # Errors
     ///
     /// [`SessionError::UnknownSession`], [`SessionError::ThirdParticipant`],
-    /// [`SessionError::Empty`] for an empty identifier, or [`SessionError::DuplicatePair`]
-    /// when another open session (or this one) already routes that pair.
+    /// or [`SessionError::DuplicatePair`] when another open session (or this one) already
+    /// routes that pair. (The participant's identifiers were checked when it was made.)
     ///
     /// ```
     /// use proxy_optout::{Participant, Sessions};
     /// let mut s = Sessions::new();
     /// s.create("r")?;
-    /// assert!(s.add_participant("r", Participant::new("", "P")).is_err());
-    /// s.add_participant("r", Participant::new("A", "P"))?;
+    /// s.add_participant("r", Participant::new("A", "P")?)?;
+    /// assert!(s.add_participant("r", Participant::new("A", "P")?).is_err());
     /// # Ok::<(), proxy_optout::SessionError>(())
     /// ```
     pub fn add_participant(
@@ -349,8 +390,6 @@ impl Sessions {
         session: &str,
         participant: Participant,
     ) -> Result<(), SessionError> {
-        non_empty("identifier", participant.identifier())?;
-        non_empty("proxy identifier", participant.proxy_identifier())?;
         let Some(pair) = self.sessions.get_mut(session) else {
             return Err(SessionError::UnknownSession {
                 session: session.into(),
@@ -382,10 +421,10 @@ impl Sessions {
     /// ```
     /// use proxy_optout::{Participant, Sessions};
     /// let mut s = Sessions::new();
-    /// s.open("r", Participant::new("A", "P"), Participant::new("B", "P"))?;
+    /// s.open("r", Participant::new("A", "P")?, Participant::new("B", "P")?)?;
     /// assert!(s.close("r"));
     /// assert!(s.route("A", "P").is_none());
-    /// s.open("r2", Participant::new("A", "P"), Participant::new("C", "P"))?; // pair reused
+    /// s.open("r2", Participant::new("A", "P")?, Participant::new("C", "P")?)?; // pair reused
     /// # Ok::<(), proxy_optout::SessionError>(())
     /// ```
     pub fn close(&mut self, session: &str) -> bool {
@@ -430,7 +469,7 @@ impl Sessions {
     /// ```
     /// use proxy_optout::{Participant, Sessions};
     /// let mut s = Sessions::new();
-    /// s.open("r", Participant::new("A", "P"), Participant::new("B", "P"))?;
+    /// s.open("r", Participant::new("A", "P")?, Participant::new("B", "P")?)?;
     /// assert_eq!(s.participants("r").map(<[_]>::len), Some(2));
     /// # Ok::<(), proxy_optout::SessionError>(())
     /// ```

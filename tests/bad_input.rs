@@ -3,8 +3,9 @@
 //! gets a typed error naming the value. Never a panic.
 
 use proxy_optout::{
-    classify_bytes, Category, Channel, Classifier, ConfigError, Inbound, Matching, MemoryStore,
-    Message, Participant, Relay, SessionError, Sessions,
+    classify_bytes, Category, Channel, Classifier, ConfigError, IdentifierError, Inbound,
+    InputError, Matching, MemoryStore, Message, Participant, Relay, RelayError, SessionError,
+    Sessions,
 };
 
 fn both() -> [(Matching, Classifier); 2] {
@@ -149,51 +150,71 @@ fn session_boundaries() {
     let mut s = Sessions::new();
     assert_eq!(
         s.create(""),
-        Err(SessionError::Empty {
+        Err(SessionError::Identifier(IdentifierError::Empty {
             field: "session id"
-        })
+        }))
     );
     s.create("r").unwrap();
     assert_eq!(
-        s.add_participant("r", Participant::new("A", "")),
-        Err(SessionError::Empty {
+        Participant::new("A", ""),
+        Err(IdentifierError::Empty {
             field: "proxy identifier"
         })
     );
     assert_eq!(
-        s.add_participant("r", Participant::new("", "P")),
-        Err(SessionError::Empty {
+        Participant::new("", "P"),
+        Err(IdentifierError::Empty {
             field: "identifier"
         })
     );
-    s.add_participant("r", Participant::new("A", "P")).unwrap();
+    s.add_participant("r", Participant::new("A", "P").unwrap())
+        .unwrap();
     assert!(matches!(
-        s.add_participant("r", Participant::new("A", "P")),
+        s.add_participant("r", Participant::new("A", "P").unwrap()),
         Err(SessionError::DuplicatePair { .. })
     ));
-    s.add_participant("r", Participant::new("B", "P")).unwrap();
+    s.add_participant("r", Participant::new("B", "P").unwrap())
+        .unwrap();
     assert!(matches!(
-        s.add_participant("r", Participant::new("C", "P")),
+        s.add_participant("r", Participant::new("C", "P").unwrap()),
         Err(SessionError::ThirdParticipant { .. })
     ));
     assert!(!s.close("nope"));
 }
 
 #[test]
-fn the_relay_takes_any_addresses_and_bodies() {
+fn the_relay_takes_any_body_and_refuses_bad_addresses_by_name() {
     let mut relay = Relay::new(MemoryStore::new());
     relay
         .sessions_mut()
-        .open("r", Participant::new("A", "P"), Participant::new("B", "P"))
+        .open(
+            "r",
+            Participant::new("A", "P").unwrap(),
+            Participant::new("B", "P").unwrap(),
+        )
         .unwrap();
-    for (from, to, body) in [
-        ("", "", ""),
-        ("A", "P", "\u{0000}"),
-        ("\u{10FFFF}", "P", "STOP"),
-        ("A", "\u{202E}P", "STOP"),
-        ("A", "P", "\u{3000}"),
-    ] {
-        let out = relay.handle(&Inbound::sms(from, to, body)).unwrap();
+    for body in ["", "\u{0000}", "STOP", "\u{3000}", "\u{202E}STOP"] {
+        let out = relay.handle(&Inbound::sms("A", "P", body)).unwrap();
         let _ = out.to_string();
     }
+    for (from, to, field) in [
+        ("", "P", "from"),
+        ("A", "", "to"),
+        ("A ", "P", "from"),
+        ("A", "P\n", "to"),
+        ("\u{0}", "P", "from"),
+    ] {
+        let err = relay.handle(&Inbound::sms(from, to, "STOP")).unwrap_err();
+        let RelayError::Input(InputError::Identifier(e)) = &err else {
+            panic!("{err}");
+        };
+        assert_eq!(e.field(), field);
+        assert!(!err.is_retryable());
+    }
+    // Unusual but canonical identifiers are fine.
+    for (from, to) in [("\u{10FFFF}", "P"), ("A", "\u{202E}P")] {
+        let out = relay.handle(&Inbound::sms(from, to, "STOP")).unwrap();
+        assert!(out.decision().is_dropped());
+    }
+    assert!(relay.store().len() >= 2);
 }

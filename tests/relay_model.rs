@@ -91,8 +91,8 @@ fn relay_shared_across_threads_keeps_each_senders_last_word() {
             .sessions_mut()
             .open(
                 &format!("s{i}"),
-                Participant::new(p.as_str(), "P1"),
-                Participant::new(format!("driver{i}"), "P1"),
+                Participant::new(p.as_str(), "P1").unwrap(),
+                Participant::new(format!("driver{i}"), "P1").unwrap(),
             )
             .unwrap();
     }

@@ -55,7 +55,11 @@ fn outcome_serializes_for_logging() {
     let mut relay = Relay::new(MemoryStore::new());
     relay
         .sessions_mut()
-        .open("r", Participant::new("A", "P"), Participant::new("B", "P"))
+        .open(
+            "r",
+            Participant::new("A", "P").unwrap(),
+            Participant::new("B", "P").unwrap(),
+        )
         .unwrap();
     let out = relay.handle(&Inbound::sms("A", "P", "STOP")).unwrap();
     let v = serde_json::to_value(&out).unwrap();
@@ -64,9 +68,10 @@ fn outcome_serializes_for_logging() {
     assert_eq!(v["delivery"], json!({"withheld": "keyword_dropped"}));
     assert_eq!(v["ledger"]["state"], "opted_out");
     assert_eq!(
-        v["ledger"]["key"],
-        json!({"scope": "P", "participant": "A"})
+        v["ledger"],
+        json!({"scope": "P", "participant": "A", "state": "opted_out"})
     );
+    assert_eq!(v["message_id"], Value::Null);
     assert_eq!(v["reply"]["to"], "A");
     assert_eq!(v["notices"], json!([80901]));
     assert_eq!(v["status_callback"], false);

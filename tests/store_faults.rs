@@ -23,7 +23,11 @@ const P: &str = "+1P";
 fn relay(store: Faulty) -> Relay<Faulty> {
     let mut r = Relay::new(store);
     r.sessions_mut()
-        .open("ride", Participant::new(A, P), Participant::new(B, P))
+        .open(
+            "ride",
+            Participant::new(A, P).unwrap(),
+            Participant::new(B, P).unwrap(),
+        )
         .unwrap();
     r
 }
@@ -139,8 +143,8 @@ fn guarantees_hold_at_every_injection_point() {
 
 #[test]
 fn a_failed_opt_in_leaves_an_acknowledged_opt_out_in_place() {
-    // Calls: STOP record (0), START record (1) fails.
-    let r = relay(Faulty::failing_at(1));
+    // Calls: STOP record (0); START: the recipient's state (1), then its record (2) fails.
+    let r = relay(Faulty::failing_at(2));
     let _ = r.handle(&Inbound::sms(A, P, "STOP")).unwrap();
     let err = r.handle(&Inbound::sms(A, P, "START")).unwrap_err();
     assert!(matches!(
@@ -150,6 +154,11 @@ fn a_failed_opt_in_leaves_an_acknowledged_opt_out_in_place() {
             ..
         }
     ));
+    // The forward did not depend on the failed write: the error's outcome still carries it,
+    // and no confirmation.
+    let outcome = err.outcome().unwrap();
+    assert_eq!(outcome.forwarded().unwrap().to(), B);
+    assert!(outcome.reply().is_none() && outcome.ledger().is_none());
     assert_eq!(
         r.store().inner.state(LedgerKey::new(P, A)),
         Ok(OptState::OptedOut)
@@ -171,7 +180,7 @@ fn a_slow_store_never_lets_a_forward_overtake_an_acknowledged_opt_out() {
         let r = Arc::new(relay(store));
         let stop = {
             let r = Arc::clone(&r);
-            std::thread::spawn(move || r.handle(&Inbound::sms(A, P, "STOP")).unwrap())
+            std::thread::spawn(move || r.handle(&Inbound::sms(A, P, "STOP")).unwrap().into_owned())
         };
         // B keeps writing while the opt-out is in flight; until it is acknowledged either
         // answer is fine, never a panic or an error.

@@ -186,8 +186,8 @@ pub fn relay(data: &[u8]) {
             .sessions_mut()
             .open(
                 id,
-                Participant::new(pa.0, pa.1),
-                Participant::new(pb.0, pb.1),
+                Participant::new(pa.0, pa.1).unwrap(),
+                Participant::new(pb.0, pb.1).unwrap(),
             )
             .expect("valid sessions");
     }
@@ -229,7 +229,7 @@ pub fn relay(data: &[u8]) {
             Err(e) => panic!("unexpected relay error {e}"),
         };
         if let Some(change) = outcome.ledger() {
-            assert_eq!(change.key().as_key(), LedgerKey::new(to, from));
+            assert_eq!(change.key(), LedgerKey::new(to, from));
             acked.insert((to, from), change.state());
             let want = match expected.carrier {
                 Some(OptOut) => OptState::OptedOut,

@@ -4,6 +4,7 @@
 
 #![allow(dead_code)]
 
+pub mod drivers;
 pub mod faulty;
 pub mod invariants;
 

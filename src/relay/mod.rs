@@ -1,0 +1,24 @@
+//! The relay: one inbound message in, one [`Outcome`] out, saying everything the host must do
+//! (SPEC §1, §4-§8; HOST.md §1-§4).
+//!
+//! - [`core`]: the pure core, in two steps ([`RelayCore::plan`], [`Plan::finish`]) and the
+//!   feedback step; no I/O, no async, no allocation.
+//! - [`outcome`]: what the host performs, as an ordered list of [`Effect`]s.
+//! - [`sync`] and [`asynchronous`]: the drivers, thin adapters on the core over a store and a
+//!   policy.
+
+pub(crate) mod asynchronous;
+pub(crate) mod core;
+pub(crate) mod error;
+pub(crate) mod feedback;
+pub(crate) mod inbound;
+pub(crate) mod outcome;
+pub(crate) mod sync;
+
+pub use self::asynchronous::AsyncRelay;
+pub use self::core::{Answers, CarrierMode, InputError, Plan, RelayCore, Settings};
+pub use self::error::{FeedbackError, RelayError};
+pub use self::feedback::{Feedback, FeedbackOutcome};
+pub use self::inbound::Inbound;
+pub use self::outcome::{Delivery, Effect, LedgerChange, Outbound, Outcome, Withheld};
+pub use self::sync::Relay;
