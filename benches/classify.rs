@@ -9,8 +9,11 @@
 //!   per keyword so that it tells which one matched (`regex` crate);
 //! - `trim_floor`: a bare `str::trim` over the same bodies, the least any matcher must do.
 //!
-//! The `relay` group runs a scripted stream of messages through `proxy_optout::Relay` with the
-//! in-memory store (`ours`) beside a straightforward relay written here (`naive`).
+//! The `relay` group runs a scripted stream of messages four ways: `steps` (the pure core,
+//! `RelayCore::plan` + `Plan::finish`, with routes and ledger answers supplied),
+//! `sync_memory` (the sync `Relay` driver over `MemoryStore` and its in-memory sessions),
+//! `naive` (a straightforward relay written here) and `classify` (the classifier alone over the
+//! same bodies, the floor for `steps`).
 //!
 //! Every member works out the same thing for each message (which keyword, and whether it is
 //! dropped) and asserts the tally over the inputs inside the timed closure.
@@ -251,7 +254,10 @@ impl NaiveRelay {
 }
 
 fn relay_benches(cr: &mut Criterion) {
-    use proxy_optout::{Inbound, MemoryStore, Participant, Relay};
+    use proxy_optout::{
+        Answers, Inbound, Intercept, MemoryStore, OptOutStore, Participant, Relay, RelayCore,
+        Settings,
+    };
 
     const PAIRS: usize = 50;
     let mut ours = Relay::new(MemoryStore::new());
@@ -315,6 +321,64 @@ fn relay_benches(cr: &mut Criterion) {
             )
         })
     };
+    // The steps member gets what a host would supply: each message's route and the ledger
+    // answers its plan asks for, taken from a first pass over the script.
+    let core = RelayCore::new();
+    let routes: Vec<_> = script
+        .iter()
+        .map(|(from, to, _)| ours.sessions().route(from, to))
+        .collect();
+    let answers: Vec<Answers> = {
+        let ledger = MemoryStore::new();
+        script
+            .iter()
+            .zip(&routes)
+            .map(|((from, to, body), route)| {
+                let inbound = Inbound::sms(from, to, body);
+                let plan = core.plan(&inbound, *route, Settings::default()).unwrap();
+                let mut a = Answers::new().intercept(Intercept::Allow);
+                if let Some(k) = plan.sender_key() {
+                    a = a.sender_state(ledger.state(k).unwrap());
+                }
+                if let Some(k) = plan.recipient_key() {
+                    a = a.recipient_state(ledger.state(k).unwrap());
+                }
+                if let Some(c) = plan.finish(a).ledger() {
+                    ledger.record(c.key(), c.state()).unwrap();
+                }
+                a
+            })
+            .collect()
+    };
+    let run_steps = || -> RelayTally {
+        script.iter().zip(&routes).zip(&answers).fold(
+            (0, 0, 0, 0),
+            |t, (((from, to, body), route), a)| {
+                let inbound = Inbound::sms(from, to, black_box(body));
+                let out = core
+                    .plan(&inbound, *route, Settings::default())
+                    .unwrap()
+                    .finish(*a);
+                (
+                    t.0 + usize::from(out.forwarded().is_some()),
+                    t.1 + usize::from(out.decision().is_dropped()),
+                    t.2 + usize::from(out.refused().is_some()),
+                    t.3 + usize::from(out.reply().is_some()),
+                )
+            },
+        )
+    };
+    let classifier = Classifier::default();
+    let run_classify = || -> usize {
+        script
+            .iter()
+            .filter(|(_, _, body)| {
+                classifier
+                    .classify(&Message::sms(black_box(body)))
+                    .is_dropped()
+            })
+            .count()
+    };
     let run_naive = || -> RelayTally {
         script.iter().fold((0, 0, 0, 0), |t, (from, to, body)| {
             let (sent, dropped, refused, reply) = naive.handle(from, to, black_box(body));
@@ -332,6 +396,12 @@ fn relay_benches(cr: &mut Criterion) {
         expected,
         "the two relays disagree on the script"
     );
+    assert_eq!(
+        run_steps(),
+        expected,
+        "the steps disagree with the naive relay"
+    );
+    assert_eq!(run_classify(), expected.1);
     assert!(
         expected.1 > 0 && expected.2 > 0,
         "the script exercises drops and refusals"
@@ -341,8 +411,14 @@ fn relay_benches(cr: &mut Criterion) {
     g.throughput(Throughput::Bytes(
         script.iter().map(|m| m.2.len() as u64).sum(),
     ));
-    g.bench_function("ours", |b| b.iter(|| assert_eq!(run_ours(), expected)));
+    g.bench_function("steps", |b| b.iter(|| assert_eq!(run_steps(), expected)));
+    g.bench_function("sync_memory", |b| {
+        b.iter(|| assert_eq!(run_ours(), expected))
+    });
     g.bench_function("naive", |b| b.iter(|| assert_eq!(run_naive(), expected)));
+    g.bench_function("classify", |b| {
+        b.iter(|| assert_eq!(run_classify(), expected.1))
+    });
     g.finish();
 }
 

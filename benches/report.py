@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """Prints criterion's medians for `cargo bench --bench classify` as a Markdown table, with
-each member's ratio to `ours` in the same group (and row). Reads target/criterion."""
+each member's ratio to `ours` in the same group (and row); in the `relay` group the reference
+is `steps`. Reads target/criterion."""
 import json
 import pathlib
 import sys
@@ -25,11 +26,11 @@ def fmt(ns):
     return f"{ns:.3g} ns"
 
 
-order = ["ours", "ours_lenient", "naive", "regex", "trim_floor"]
-print("| group | input | member | median | throughput | time / ours |")
+order = ["ours", "steps", "sync_memory", "ours_lenient", "naive", "regex", "trim_floor", "classify"]
+print("| group | input | member | median | throughput | time / ours (steps) |")
 print("|---|---|---|---|---|---|")
 for (group, param), members in sorted(rows.items()):
-    base = members.get("ours", (None,))[0]
+    base = members.get("ours", members.get("steps", (None,)))[0]
     for m in sorted(members, key=lambda m: order.index(m) if m in order else 99):
         ns, nbytes = members[m]
         gbps = f"{nbytes / ns:.2f} GB/s" if nbytes else ""

@@ -19,8 +19,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut relay = Relay::new(MemoryStore::new());
     relay.sessions_mut().open(
         "ride-1042",
-        Participant::new(RIDER, PROXY).unwrap(),
-        Participant::new(DRIVER, PROXY).unwrap(),
+        Participant::new(RIDER, PROXY)?,
+        Participant::new(DRIVER, PROXY)?,
     )?;
 
     let script: &[(&str, &str, &str)] = &[
@@ -51,8 +51,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     relay.sessions_mut().close("ride-1042");
     relay.sessions_mut().open(
         "ride-1043",
-        Participant::new(RIDER, PROXY_2).unwrap(),
-        Participant::new(DRIVER, PROXY_2).unwrap(),
+        Participant::new(RIDER, PROXY_2)?,
+        Participant::new(DRIVER, PROXY_2)?,
     )?;
     println!("\nsession ride-1043: the same two people via {PROXY_2}\n");
     let outcome = relay.handle(&Inbound::sms(RIDER, PROXY_2, "Same pickup as last time?"))?;

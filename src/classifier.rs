@@ -219,7 +219,7 @@ impl Classifier {
         Ok(self.classify(&Message::new(text, channel)))
     }
 
-    /// Classifies a message under the host's policy: the decision of SPEC §4 (flag off) or
+    /// Classifies a message under the host's policy: the decision of §§4 (flag off) or
     /// §6 (flag on), with the intercept hook consulted for anything that would be forwarded.
     ///
     /// ```

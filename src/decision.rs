@@ -1,4 +1,4 @@
-//! What the Proxy layer does with one message (SPEC §4, §6): the decision table's output.
+//! What the Proxy layer does with one message (§§4, §6): the decision table's output.
 
 use core::fmt;
 
@@ -79,7 +79,7 @@ impl fmt::Display for Action {
 }
 
 /// A forwarded message that reads like a revocation of consent without being a keyword
-/// (SPEC §3, US rules since 2025-04-11). Never a drop: the host may log or review it.
+/// (§§3, US rules since 2025-04-11). Never a drop: the host may log or review it.
 ///
 /// # Example
 ///

@@ -36,7 +36,7 @@ pub enum ConfigError {
         /// The limit.
         max: usize,
     },
-    /// A custom keyword contains whitespace; keywords are single words (SPEC §2).
+    /// A custom keyword contains whitespace; keywords are single words (§§2).
     #[error("custom keyword {keyword:?} contains whitespace")]
     KeywordWhitespace {
         /// The offending keyword.
@@ -67,7 +67,7 @@ pub enum ConfigError {
         /// Its ASCII folded form.
         ascii: String,
     },
-    /// STOP, START, UNSTOP and HELP can never be removed (SPEC §9).
+    /// STOP, START, UNSTOP and HELP can never be removed (§§9).
     #[error("keyword {keyword:?} is mandatory and cannot be removed")]
     MandatoryKeyword {
         /// The keyword whose removal was asked.

@@ -1,4 +1,4 @@
-//! Revocation hints (SPEC §3): wording in a forwarded message that may revoke consent.
+//! Revocation hints (§§3): wording in a forwarded message that may revoke consent.
 
 use crate::decision::RevocationHint;
 

@@ -102,13 +102,49 @@ impl IdentifierError {
 /// assert!(validate_identifier("from", "whatsapp:+15551110001").is_ok());
 /// assert!(validate_identifier("from", "+1555\n").is_err());
 /// ```
+#[inline]
 pub fn validate_identifier(field: &'static str, value: &str) -> Result<(), IdentifierError> {
-    // One pass over the bytes in the common case: ASCII printable is always fine inside, and
-    // only the ends can hold (ASCII) padding.
+    // The common case in one branch-free pass, inlined: printable ASCII with no space at all
+    // (phone numbers, channel addresses, SIDs). Anything else takes the careful path.
+    if printable(value.as_bytes()) {
+        return Ok(());
+    }
+    validate_slow(field, value)
+}
+
+const LOW: u64 = 0x0101_0101_0101_0101;
+const HIGH: u64 = 0x8080_8080_8080_8080;
+
+/// Whether every byte of the word is printable ASCII other than space (0x21..=0x7E), eight
+/// bytes at a time: a byte below 0x21 borrows into its high bit, a byte above 0x7E has or
+/// reaches it when one is added. Carries only start at bytes that are already flagged.
+#[inline]
+const fn printable_word(x: u64) -> bool {
+    let below = x.wrapping_sub(0x21 * LOW) & !x & HIGH;
+    let above = (x.wrapping_add(LOW) | x) & HIGH;
+    below | above == 0
+}
+
+/// The fast path: 1 to [`MAX_IDENTIFIER_BYTES`] bytes, all printable ASCII without space.
+#[inline]
+fn printable(bytes: &[u8]) -> bool {
+    if bytes.is_empty() || bytes.len() > MAX_IDENTIFIER_BYTES {
+        return false;
+    }
+    let chunks = bytes.chunks_exact(8);
+    let tail = chunks.remainder();
+    let words = chunks.fold(true, |ok, c| {
+        let mut word = [0; 8];
+        word.copy_from_slice(c);
+        ok & printable_word(u64::from_le_bytes(word))
+    });
+    words && tail.iter().all(|b| b.wrapping_sub(0x21) < 0x5E)
+}
+
+#[cold]
+#[inline(never)]
+fn validate_slow(field: &'static str, value: &str) -> Result<(), IdentifierError> {
     let bytes = value.as_bytes();
-    let (Some(&first), Some(&last)) = (bytes.first(), bytes.last()) else {
-        return Err(IdentifierError::Empty { field });
-    };
     if bytes.len() > MAX_IDENTIFIER_BYTES {
         return Err(IdentifierError::TooLong {
             field,
@@ -116,9 +152,8 @@ pub fn validate_identifier(field: &'static str, value: &str) -> Result<(), Ident
             max: MAX_IDENTIFIER_BYTES,
         });
     }
-    if bytes.iter().all(|b| (0x21..0x7F).contains(b) || *b == b' ') && first != b' ' && last != b' '
-    {
-        return Ok(());
+    if bytes.is_empty() {
+        return Err(IdentifierError::Empty { field });
     }
     if let Some(ch) = value.chars().find(|c| c.is_control()) {
         return Err(IdentifierError::Control {
@@ -140,6 +175,43 @@ pub fn validate_identifier(field: &'static str, value: &str) -> Result<(), Ident
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_word_check_sees_a_bad_byte_at_every_position() {
+        for len in 1..40 {
+            let good = alloc::vec![b'7'; len];
+            assert!(printable(&good), "{len}");
+            for at in 0..len {
+                for bad in [0x00, 0x1F, 0x20, 0x7F, 0x80, 0xFF] {
+                    let mut v = good.clone();
+                    v[at] = bad;
+                    assert!(!printable(&v), "{len} {at} {bad:#x}");
+                }
+                for ok in [0x21, 0x7E] {
+                    let mut v = good.clone();
+                    v[at] = ok;
+                    assert!(printable(&v));
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn the_fast_path_agrees_with_the_rules() {
+        for b in 0u8..=0x7F {
+            let one = [b];
+            let s = core::str::from_utf8(&one).unwrap();
+            let inside = alloc::format!("a{s}b");
+            let expect_ok = !(b as char).is_control();
+            assert_eq!(
+                validate_identifier("x", &inside).is_ok(),
+                expect_ok,
+                "{b:#x}"
+            );
+            let alone_ok = !(b as char).is_control() && !(b as char).is_whitespace();
+            assert_eq!(validate_identifier("x", s).is_ok(), alone_ok, "{b:#x}");
+        }
+    }
+
     use super::*;
 
     #[test]

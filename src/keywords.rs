@@ -1,4 +1,4 @@
-//! The keyword tables of SPEC §2, in one place: Proxy's drop/forward lists per rule set, the
+//! The keyword tables of §§2, in one place: Proxy's drop/forward lists per rule set, the
 //! carrier (STOP filtering) list, and the optional language packs.
 
 use core::fmt;
@@ -124,7 +124,7 @@ impl FromStr for Category {
     }
 }
 
-/// Which edition of Twilio Proxy's keyword list to apply (SPEC §2).
+/// Which edition of Twilio Proxy's keyword list to apply (§§2).
 ///
 /// New rule sets may be added in minor releases; the default stays the newest documented one
 /// only in a release whose CHANGELOG says so.
@@ -366,7 +366,7 @@ use Category::{Help, OptIn, OptOut};
 use RuleSet::{Proxy2020, Proxy2025};
 
 /// Every built-in keyword with the first rule set that has it. The order is the order of
-/// SPEC §2 and of [`RuleSet::keywords`].
+/// §§2 and of [`RuleSet::keywords`].
 const BUILTIN: [(RuleSet, Keyword); 17] = [
     // Opt-out: never forwarded from either participant (seed, item 1); the carrier layer opts
     // the pair out.
@@ -397,10 +397,10 @@ const BUILTIN: [(RuleSet, Keyword); 17] = [
     (Proxy2020, Keyword::new("INFO", Help)),
 ];
 
-/// Words that can never be removed from a classifier (SPEC §9).
+/// Words that can never be removed from a classifier (§§9).
 pub(crate) const MANDATORY: [&str; 4] = ["STOP", "START", "UNSTOP", "HELP"];
 
-/// An optional set of keywords in another language (SPEC §9). Off by default: Twilio Proxy
+/// An optional set of keywords in another language (§§9). Off by default: Twilio Proxy
 /// knows none of them beyond the French words in its drop list.
 ///
 /// # Example

@@ -1,4 +1,4 @@
-//! The carrier layer's opt-out ledger (SPEC §5): opt-out state per (proxy number,
+//! The carrier layer's opt-out ledger (§§5): opt-out state per (proxy number,
 //! participant), kept in storage the host provides.
 
 use alloc::string::String;
@@ -177,7 +177,7 @@ impl fmt::Display for OwnedLedgerKey {
     }
 }
 
-/// What an opt-out applies to (SPEC §5).
+/// What an opt-out applies to (§§5).
 ///
 /// # Example
 ///

@@ -57,10 +57,29 @@
 //! assert_eq!(d.carrier(), None); // and the carrier layer does nothing
 //! ```
 //!
-//! **The relay.** [`Relay`] turns one inbound message into one [`Outcome`]: forward or not
-//! (and why), the carrier layer's auto-reply and ledger change, the notices, the callbacks.
-//! Storage is the host's ([`OptOutStore`]); [`MemoryStore`] is a thread-safe one for tests
-//! and single-process hosts.
+//! **The relay.** [`RelayCore`] turns one inbound message into one [`Outcome`] in two pure
+//! steps: [`RelayCore::plan`] says what it needs to know (at most two ledger states and the
+//! intercept hook's verdict), [`Plan::finish`] takes the answers. The outcome is an ordered
+//! list of [`Effect`]s the host performs: the ledger change first, then the confirmation, the
+//! forward, notices and callbacks. Nothing in the core does I/O, allocates or takes `&mut`.
+//!
+//! ```
+//! use proxy_optout::{Answers, Effect, Inbound, OptState, RelayCore, Settings};
+//!
+//! let core = RelayCore::new(); // built once, shared by every handler
+//! let inbound = Inbound::new("+1RIDER", "+1PROXY", "STOP");
+//! let plan = core.plan(&inbound, None, Settings::default())?;
+//! let outcome = plan.finish(Answers::new());
+//! let mut effects = outcome.effects();
+//! assert!(matches!(effects.next(), Some(Effect::Record { state: OptState::OptedOut, .. })));
+//! assert!(matches!(effects.next(), Some(Effect::Reply(_)))); // only once the record is durable
+//! # Ok::<(), proxy_optout::InputError>(())
+//! ```
+//!
+//! Two thin drivers sit on the same core: [`Relay`] over a synchronous [`OptOutStore`] and
+//! [`ProxyPolicy`], and [`AsyncRelay`] over [`AsyncOptOutStore`] and [`AsyncProxyPolicy`]
+//! (futures are `Send`; no runtime is assumed). [`MemoryStore`] is a thread-safe store for
+//! tests and single-process hosts.
 //!
 //! ```
 //! # #[cfg(feature = "std")] {
@@ -72,12 +91,15 @@
 //!     Participant::new("+1RIDER", "+1PROXY")?,
 //!     Participant::new("+1DRIVER", "+1PROXY")?,
 //! )?;
-//! relay.handle(&Inbound::sms("+1RIDER", "+1PROXY", "STOP"))?; // dropped, recorded, confirmed
+//! let _ = relay.handle(&Inbound::sms("+1RIDER", "+1PROXY", "STOP"))?; // dropped, recorded, confirmed
 //! let out = relay.handle(&Inbound::sms("+1DRIVER", "+1PROXY", "I'm here"))?;
 //! assert_eq!(out.notices(), &[Notice::UnsubscribedRecipient]); // 21610
 //! # }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
+//!
+//! Section marks (§N) in these docs refer to the behaviour reference, `docs/BEHAVIOUR.md` in
+//! the repository.
 //!
 //! # Features
 //!

@@ -1,4 +1,4 @@
-//! How a body is compared with the keywords (SPEC §3): the matching modes, Unicode
+//! How a body is compared with the keywords (§§3): the matching modes, Unicode
 //! `White_Space` trimming, and the lenient folds.
 
 use core::fmt;
@@ -8,7 +8,7 @@ use crate::error::{parse_named, ParseError};
 use crate::keywords::Keyword;
 use crate::table::{Table, MAX_KEYWORD_BYTES};
 
-/// How a message body is compared with the keywords (SPEC §3).
+/// How a message body is compared with the keywords (§§3).
 ///
 /// New modes may be added in minor releases.
 ///
@@ -410,7 +410,7 @@ pub(crate) fn lenient_chars(s: &str) -> impl Iterator<Item = char> + '_ {
         .map(fold_lenient)
 }
 
-/// The form of `body` that lenient matching compares with the keywords (SPEC §3): trimmed,
+/// The form of `body` that lenient matching compares with the keywords (§§3): trimmed,
 /// trailing punctuation and emoji dropped, zero-width, format and bidirectional characters,
 /// combining marks and internal whitespace removed, fullwidth forms and Latin letters with
 /// diacritics folded. Case is left alone: comparison folds it.

@@ -5,7 +5,7 @@ use core::str::FromStr;
 
 use crate::error::{parse_named, ParseError};
 
-/// The channel a message arrived on (SPEC §7).
+/// The channel a message arrived on (§§7).
 ///
 /// Only [`Sms`](Channel::Sms) and [`Mms`](Channel::Mms) get keyword handling; other channels
 /// pass through the Proxy layer like any ordinary message. New channels may be added in minor

@@ -1,11 +1,11 @@
-//! The debugger notices of SPEC §8.
+//! The debugger notices of §§8.
 
 use core::fmt;
 use core::str::FromStr;
 
 use crate::error::ParseError;
 
-/// A debugger event the platform raises for a message (SPEC §8).
+/// A debugger event the platform raises for a message (§§8).
 ///
 /// New notices may be added in minor releases, so matches need a wildcard arm.
 ///

@@ -1,4 +1,4 @@
-//! The host's side of the Proxy decision (SPEC §4, §6): the account flag, STOP filtering per
+//! The host's side of the Proxy decision (§§4, §6): the account flag, STOP filtering per
 //! proxy number, and the intercept hook.
 
 use core::fmt;

@@ -1,4 +1,4 @@
-//! The carrier layer's auto-replies (SPEC §2, §5).
+//! The carrier layer's auto-replies (§§2, §5).
 
 use alloc::borrow::Cow;
 

@@ -1,4 +1,4 @@
-//! SPEC §10 invariant 4, allocation half: `classify` never allocates, in either matching
+//! §§10 invariant 4, allocation half: `classify` never allocates, in either matching
 //! mode, on any path (ASCII, Unicode folding, lenient second pass, hints, policies), for
 //! bodies up to 100 MB. A counting global allocator counts this thread's allocations.
 
@@ -189,4 +189,85 @@ fn hundred_megabyte_bodies() {
     let (d, n) = allocations(|| classify(&Message::sms(&text)));
     assert!(d.is_forwarded());
     assert_eq!(n, 0);
+}
+
+/// Issue 8: the relay's two pure steps, the feedback step and walking the effects allocate
+/// nothing, in both carrier modes, in and out of session, for every kind of answer.
+#[test]
+fn relay_steps_never_allocate() {
+    use proxy_optout::{
+        Answers, CarrierMode, Feedback, Inbound, OptState, Participant, RelayCore, Route, Settings,
+    };
+    let corpus = corpus();
+    let rider = Participant::new("+1rider", "+1P").unwrap();
+    let driver = Participant::new("+1driver", "+1P").unwrap();
+    let wa = Participant::new("whatsapp:+1wa", "whatsapp:+1Q").unwrap();
+    let routes = [
+        None,
+        Some(Route::new("ride", &rider, Some(&driver)).unwrap()),
+        Some(Route::new("ride", &rider, None).unwrap()),
+        Some(Route::new("chat", &rider, Some(&wa)).unwrap()),
+    ];
+    let settings = [
+        Settings::default(),
+        Settings::new(StopFilterFlag::Respect, StopFiltering::Off),
+        Settings::default().with_recipient_filtering(StopFiltering::Off),
+    ];
+    let answers = [
+        Answers::new(),
+        Answers::new()
+            .sender_state(OptState::OptedIn)
+            .recipient_state(OptState::OptedIn)
+            .intercept(Intercept::Allow),
+        Answers::new()
+            .sender_state(OptState::OptedOut)
+            .recipient_state(OptState::OptedOut)
+            .intercept(Intercept::Allow),
+        Answers::new()
+            .recipient_state(OptState::OptedIn)
+            .intercept(Intercept::Block),
+    ];
+    let mut outcomes = 0;
+    for mode in CarrierMode::ALL {
+        let core = RelayCore::new().with_mode(mode);
+        for body in &corpus {
+            let inbound = Inbound::sms("+1rider", "+1P", body).with_message_id("SM1");
+            for route in routes {
+                for s in settings {
+                    for a in answers {
+                        let (effects, n) = allocations(|| {
+                            let plan = core.plan(&inbound, route, s).unwrap();
+                            let _ = (plan.sender_key(), plan.recipient_key(), plan.intercept());
+                            let out = plan.finish(a);
+                            out.effects().count()
+                        });
+                        assert_eq!(n, 0, "{mode:?} allocated for {:.40?}", body);
+                        assert!(effects <= 6);
+                        outcomes += 1;
+                    }
+                }
+            }
+        }
+        let (count, n) = allocations(|| {
+            core.feedback(&Feedback::Refused {
+                from: "+1P",
+                to: "+1rider",
+            })
+            .unwrap()
+            .effects()
+            .count()
+        });
+        assert_eq!((count, n), (2, 0));
+    }
+    assert_eq!(outcomes, 2 * corpus.len() * 4 * 3 * 4);
+    // The counter works on this path too: detaching an outcome allocates.
+    let core = RelayCore::new();
+    let inbound = Inbound::sms("+1rider", "+1P", "STOP");
+    let (_, n) = allocations(|| {
+        core.plan(&inbound, None, Settings::default())
+            .unwrap()
+            .finish(Answers::new())
+            .into_owned()
+    });
+    assert!(n > 0);
 }

@@ -48,6 +48,36 @@ fn public_types_are_send_sync_and_unwind_safe() {
     assert_auto::<SessionError>();
     assert_auto::<Sessions>();
     assert_auto::<Withheld>();
+    assert_auto::<Answers>();
+    assert_auto::<AsyncRelay<MemoryStore>>();
+    assert_auto::<CarrierMode>();
+    assert_auto::<Effect<'static>>();
+    assert_auto::<Feedback<'static>>();
+    assert_auto::<FeedbackError<std::convert::Infallible>>();
+    assert_auto::<FeedbackOutcome<'static>>();
+    assert_auto::<IdentifierError>();
+    assert_auto::<InputError>();
+    assert_auto::<Plan<'static>>();
+    assert_auto::<RelayCore>();
+    assert_auto::<Settings>();
+    assert_auto::<SyncPolicy<TwilioProxy>>();
+}
+
+#[test]
+fn the_async_drivers_futures_are_send() {
+    use proxy_optout::*;
+    fn send<F: std::future::Future + Send>(_: F) {}
+    let relay = AsyncRelay::new(MemoryStore::new());
+    let inbound = Inbound::sms("A", "P", "hi");
+    send(relay.handle(&inbound, None));
+    send(relay.feedback(&Feedback::Refused { from: "P", to: "A" }));
+    let shared = std::sync::Arc::new(AsyncRelay::new(std::sync::Arc::new(MemoryStore::new())));
+    send(async move {
+        shared
+            .handle(&Inbound::sms("A", "P", "hi"), None)
+            .await
+            .is_ok()
+    });
 }
 
 #[test]
@@ -58,4 +88,7 @@ fn errors_are_std_errors_with_static_lifetime() {
     is_error::<proxy_optout::Utf8Error>();
     is_error::<proxy_optout::SessionError>();
     is_error::<proxy_optout::RelayError<std::io::Error>>();
+    is_error::<proxy_optout::FeedbackError<std::io::Error>>();
+    is_error::<proxy_optout::IdentifierError>();
+    is_error::<proxy_optout::InputError>();
 }

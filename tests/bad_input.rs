@@ -1,4 +1,4 @@
-//! Bad input at every boundary (issue 5; SPEC §11): odd bodies are ordinary messages (or
+//! Bad input at every boundary (issue 5; §§11): odd bodies are ordinary messages (or
 //! keywords, per the matching rules), bytes get a typed error with the offset, configuration
 //! gets a typed error naming the value. Never a panic.
 

@@ -1,4 +1,4 @@
-//! Property tests for the invariants of SPEC §10, against the naive reference in `common`.
+//! Property tests for the invariants of §§10, against the naive reference in `common`.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The relay against a simple model of the ledger (issue 3; SPEC §5, §10 invariant 5), and
+//! The relay against a simple model of the ledger (issue 3; §§5, §10 invariant 5), and
 //! the in-memory store under concurrent writers.
 
 mod common;

@@ -72,7 +72,7 @@ fn assert_forward(c: &Classifier, body: &str, ctx: &str) {
     assert!(d.fires_callbacks(), "{ctx}: {body:?} fires callbacks");
 }
 
-/// SPEC §2: every keyword of each rule set, in each case variant, in both matching modes.
+/// §§2: every keyword of each rule set, in each case variant, in both matching modes.
 mod section_2 {
     use super::*;
 
@@ -158,7 +158,7 @@ mod section_2 {
     }
 }
 
-/// SPEC §3: what matching trims, folds, and refuses.
+/// §§3: what matching trims, folds, and refuses.
 mod section_3 {
     use super::*;
 
@@ -301,7 +301,7 @@ mod section_3 {
     }
 }
 
-/// SPEC §4 and §6: the decision table under each policy.
+/// §§4 and §6: the decision table under each policy.
 mod section_4_and_6 {
     use super::*;
 
@@ -442,7 +442,7 @@ mod section_4_and_6 {
     }
 }
 
-/// SPEC §7: only SMS and MMS get keyword handling.
+/// §§7: only SMS and MMS get keyword handling.
 mod section_7 {
     use super::*;
 
@@ -465,7 +465,7 @@ mod section_7 {
     }
 }
 
-/// SPEC §8: the notices.
+/// §§8: the notices.
 mod section_8 {
     use super::*;
 
@@ -502,7 +502,7 @@ mod section_8 {
     }
 }
 
-/// SPEC §9: extensions, each off by default.
+/// §§9: extensions, each off by default.
 mod section_9 {
     use super::*;
     use proxy_optout::{ConfigError, Keyword};
@@ -678,7 +678,7 @@ mod section_9 {
     }
 }
 
-/// SPEC §11: bodies are never errors; bytes boundaries are typed errors.
+/// §§11: bodies are never errors; bytes boundaries are typed errors.
 mod section_11 {
     use super::*;
 

@@ -1,5 +1,5 @@
 //! A store that fails or delays on chosen calls, and the relay's guarantees at every
-//! injection point (issue 5; SPEC §5): an opt-out that cannot be recorded surfaces as an error
+//! injection point (issue 5; §§5): an opt-out that cannot be recorded surfaces as an error
 //! and is still not forwarded nor confirmed; a recipient whose state cannot be read gets no
 //! forward (fail closed); an acknowledged opt-out is never lost or reordered behind a later
 //! opt-in.
@@ -214,5 +214,80 @@ fn a_slow_store_never_lets_a_forward_overtake_an_acknowledged_opt_out() {
             .unwrap()
             .forwarded()
             .is_some());
+    }
+}
+
+/// A host on the step API that performs the effects in order, skipping what depends on a
+/// failed record, with the store failing at every injection point: it never confirms an opt-out
+/// the store did not take, and never sends to a recipient whose last stored state is opted out.
+#[test]
+fn a_host_performing_effects_in_order_keeps_the_promises_at_every_injection_point() {
+    use proxy_optout::{Answers, Effect, Intercept, RelayCore, Sessions, Settings};
+    let mut sessions = Sessions::new();
+    sessions
+        .open(
+            "ride",
+            Participant::new(A, P).unwrap(),
+            Participant::new(B, P).unwrap(),
+        )
+        .unwrap();
+    let core = RelayCore::new();
+    let run = |store: &Faulty| -> (usize, usize) {
+        let (mut confirmed, mut sent) = (0, 0);
+        for (from, body) in SCRIPT {
+            let inbound = Inbound::sms(from, P, body);
+            let route = sessions.route(from, P);
+            let plan = core.plan(&inbound, route, Settings::default()).unwrap();
+            let mut answers = Answers::new().intercept(Intercept::Allow);
+            if let Some(k) = plan.sender_key() {
+                if let Ok(s) = store.state(k) {
+                    answers = answers.sender_state(s);
+                }
+            }
+            if let Some(k) = plan.recipient_key() {
+                if let Ok(s) = store.state(k) {
+                    answers = answers.recipient_state(s);
+                }
+            }
+            let out = plan.finish(answers);
+            let mut record_failed = false;
+            for effect in out.effects() {
+                if record_failed && effect.needs_record() {
+                    continue;
+                }
+                match effect {
+                    Effect::Record { key, state } => {
+                        record_failed = store.record(key, state).is_err();
+                    }
+                    Effect::Reply(m) => {
+                        confirmed += 1;
+                        // A confirmation is only sent for what the store holds now.
+                        if let Some(change) = out.ledger() {
+                            assert_eq!(store.inner.state(change.key()), Ok(change.state()));
+                        }
+                        assert_eq!(m.to(), from);
+                    }
+                    Effect::Forward(m) => {
+                        sent += 1;
+                        assert_eq!(
+                            store.inner.state(LedgerKey::new(P, m.to())),
+                            Ok(OptState::OptedIn),
+                            "forwarded {body:?} to {}, who is opted out",
+                            m.to()
+                        );
+                    }
+                    _ => {}
+                }
+            }
+        }
+        (confirmed, sent)
+    };
+    let clean = Faulty::default();
+    let (confirmed, sent) = run(&clean);
+    assert!(confirmed >= 4 && sent >= 4, "{confirmed} {sent}");
+    let calls = clean.calls.load(Ordering::SeqCst);
+    for fail_at in 0..calls {
+        let (c, s) = run(&Faulty::failing_at(fail_at));
+        assert!(c <= confirmed + 1 && s <= sent + 1, "fail at {fail_at}");
     }
 }

@@ -1,4 +1,4 @@
-//! Exhaustive checks over every Unicode scalar value (issue 5; SPEC §3):
+//! Exhaustive checks over every Unicode scalar value (issue 5; §§3):
 //!
 //! - which characters fold to ASCII under unicase's full folding, and that each of them
 //!   matches inside a keyword exactly as the straightforward unicase comparison says (the

@@ -26,7 +26,7 @@ impl Rng {
     }
 }
 
-/// Every keyword of the Proxy and carrier lists (SPEC §2), both rule sets.
+/// Every keyword of the Proxy and carrier lists (§§2), both rule sets.
 pub const KEYWORDS: [&str; 17] = [
     "STOP",
     "REVOKE",

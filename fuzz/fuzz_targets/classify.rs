@@ -1,6 +1,6 @@
 //! `cargo +nightly fuzz run classify fuzz/seeds/classify`
 //!
-//! Asserts SPEC §10 invariants 1-4 and the lenient definition under every rule set and
+//! Asserts §§10 invariants 1-4 and the lenient definition under every rule set and
 //! matching mode (see `tests/common/invariants.rs`), not just "no panic".
 #![no_main]
 

@@ -501,6 +501,7 @@ impl RelayCore {
     /// assert_eq!(plan.sender_key().map(|k| k.participant()), Some("+1A")); // HELP: is A opted in?
     /// # Ok::<(), proxy_optout::InputError>(())
     /// ```
+    #[inline]
     pub fn plan<'a>(
         &'a self,
         inbound: &Inbound<'a>,
@@ -511,7 +512,9 @@ impl RelayCore {
         let channel = match route {
             Some(r) => {
                 let sender = r.sender();
-                if sender.identifier() != inbound.from || sender.proxy_identifier() != inbound.to {
+                if !same(sender.identifier(), inbound.from)
+                    || !same(sender.proxy_identifier(), inbound.to)
+                {
                     return Err(InputError::RouteMismatch {
                         session: r.session().into(),
                         sender: sender.identifier().into(),
@@ -531,7 +534,6 @@ impl RelayCore {
             // The platform already acted on the keyword: its verdict is the ledger's truth.
             decision = decision.with_carrier(inbound.verdict);
         }
-        let sender_key = self.key(inbound.to, inbound.from);
         let asks_sender = self.mode == CarrierMode::Emulate
             && decision.carrier() == Some(Category::Help)
             && self.replies.text(Category::Help).is_some();
@@ -550,14 +552,35 @@ impl RelayCore {
         Ok(Plan {
             core: self,
             inbound: *inbound,
-            message,
+            channel,
             session: route.map(|r| r.session()),
             decision,
-            sender_key,
             asks_sender,
             leg,
         })
     }
+}
+
+/// String equality that skips the comparison when both are the same slice (a route built from
+/// the same row as the message).
+#[inline]
+fn same(a: &str, b: &str) -> bool {
+    let (a, b) = (a.as_bytes(), b.as_bytes());
+    if a.len() != b.len() {
+        return false;
+    }
+    // Phone numbers are 8 to 16 bytes: two overlapping word compares, no call to memcmp.
+    if let (Some(a0), Some(b0), Some(a1), Some(b1)) = (
+        a.first_chunk::<8>(),
+        b.first_chunk::<8>(),
+        a.last_chunk::<8>(),
+        b.last_chunk::<8>(),
+    ) {
+        if a.len() <= 16 {
+            return a0 == b0 && a1 == b1;
+        }
+    }
+    core::ptr::eq(a.as_ptr(), b.as_ptr()) || a == b
 }
 
 /// Where the forward would go, as far as the first step can tell.
@@ -592,15 +615,18 @@ enum Leg<'a> {
 pub struct Plan<'a> {
     core: &'a RelayCore,
     inbound: Inbound<'a>,
-    message: Message<'a>,
+    channel: Channel,
     session: Option<&'a str>,
     decision: Decision,
-    sender_key: LedgerKey<'a>,
     asks_sender: bool,
     leg: Leg<'a>,
 }
 
 impl<'a> Plan<'a> {
+    fn sender(&self) -> LedgerKey<'a> {
+        self.core.key(self.inbound.to, self.inbound.from)
+    }
+
     /// The sender's pair, whose state is needed (to answer HELP only to an opted-in sender).
     ///
     /// ```
@@ -612,7 +638,7 @@ impl<'a> Plan<'a> {
     /// ```
     #[must_use]
     pub fn sender_key(&self) -> Option<LedgerKey<'a>> {
-        self.asks_sender.then_some(self.sender_key)
+        self.asks_sender.then(|| self.sender())
     }
 
     /// The recipient's pair, whose state is needed (to refuse the forward with 21610).
@@ -652,7 +678,7 @@ impl<'a> Plan<'a> {
     #[must_use]
     pub fn intercept(&self) -> Option<(Message<'a>, Decision)> {
         match self.leg {
-            Leg::To { .. } => Some((self.message, self.decision)),
+            Leg::To { .. } => Some((self.inbound.message_on(self.channel), self.decision)),
             Leg::Withheld(_) => None,
         }
     }
@@ -681,17 +707,15 @@ impl<'a> Plan<'a> {
     /// assert_eq!(out.withheld(), Some(Withheld::OutOfSession));
     /// # Ok::<(), proxy_optout::InputError>(())
     /// ```
+    #[inline]
     pub fn finish(self, answers: Answers) -> Outcome<'a> {
         let core = self.core;
+        let sender = self.sender();
         let inbound = self.inbound;
         let mut decision = self.decision;
         let ledger = match decision.carrier() {
-            Some(Category::OptOut) => {
-                Some(LedgerChange::borrowed(self.sender_key, OptState::OptedOut))
-            }
-            Some(Category::OptIn) => {
-                Some(LedgerChange::borrowed(self.sender_key, OptState::OptedIn))
-            }
+            Some(Category::OptOut) => Some(LedgerChange::borrowed(sender, OptState::OptedOut)),
+            Some(Category::OptIn) => Some(LedgerChange::borrowed(sender, OptState::OptedIn)),
             _ => None,
         };
         let reply = match (core.mode, decision.carrier()) {
@@ -699,7 +723,7 @@ impl<'a> Plan<'a> {
                 let answered =
                     category != Category::Help || answers.sender == Some(OptState::OptedIn);
                 let text = core.replies.text(category).filter(|_| answered);
-                let channel = match self.message.channel() {
+                let channel = match self.channel {
                     Channel::Mms => Channel::Sms,
                     c => c,
                 };

@@ -10,7 +10,7 @@ use crate::message::{Channel, Message};
 ///
 /// [`Inbound::new`] infers the channel from the addresses the way
 /// [`Participant::new`](crate::Participant::new) does (`whatsapp:`, `messenger:`, SMS
-/// otherwise). In session the sender's participant decides the channel (SPEC §7), so a
+/// otherwise). In session the sender's participant decides the channel (§§7), so a
 /// WhatsApp participant's STOP is never taken for an SMS opt-out.
 ///
 /// # Example

@@ -1,4 +1,4 @@
-//! The invariants of SPEC §10 as checks over raw bytes, shared by the fuzz targets in `fuzz/`
+//! The invariants of §§10 as checks over raw bytes, shared by the fuzz targets in `fuzz/`
 //! (libFuzzer, nightly) and `tests/fuzz_corpus.rs` (committed seeds and proptest, stable).
 //! Each check panics on a violation.
 
@@ -6,9 +6,9 @@ use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 
 use proxy_optout::{
-    lenient_form, Channel, Classifier, Delivery, Inbound, LedgerKey, Matching, Message, Notice,
-    OptOutStore, OptState, Participant, Relay, RelayError, RuleSet, Withheld, DEFAULT_HELP_REPLY,
-    DEFAULT_START_REPLY, DEFAULT_STOP_REPLY,
+    lenient_form, CarrierMode, Channel, Classifier, Delivery, Feedback, FeedbackError, Inbound,
+    LedgerKey, Matching, Message, Notice, OptOutStore, OptState, Participant, Relay, RelayError,
+    RuleSet, Withheld, DEFAULT_HELP_REPLY, DEFAULT_START_REPLY, DEFAULT_STOP_REPLY,
 };
 
 use super::faulty::Faulty;
@@ -173,13 +173,19 @@ fn counterpart(sender: usize) -> Option<usize> {
     })
 }
 
-/// Relay invariants under an arbitrary sequence of messages and store faults. Each byte is a
-/// message: sender (3 bits), body (4 bits), and whether the store fails on its first call
-/// for that message (top bit). Checked against a model of acknowledged ledger events:
+/// Relay invariants under an arbitrary sequence of messages, platform feedback and store
+/// faults, in either carrier mode. The first byte's low bit picks the mode (Emulate or
+/// Mirror). Each byte is then an event: sender (3 bits; 7 means a 21610 refusal reported for
+/// the person the body bits name, at their proxy number), body (4 bits), and whether the
+/// store fails on its first call for that event (top bit). Checked against a model of acknowledged ledger events:
 /// never a forward to a pair whose last acknowledged event is an opt-out (invariant 5),
 /// store failures always surface, and nothing unacknowledged is written.
 pub fn relay(data: &[u8]) {
-    let mut relay = Relay::new(Faulty::default());
+    let mode = match data.first() {
+        Some(b) if b & 1 == 1 => CarrierMode::Mirror,
+        _ => CarrierMode::Emulate,
+    };
+    let mut relay = Relay::new(Faulty::default()).with_mode(mode);
     for (id, a, b) in SESSIONS {
         let (pa, pb) = (PEOPLE[a], PEOPLE[b]);
         relay
@@ -193,9 +199,31 @@ pub fn relay(data: &[u8]) {
     }
     let mut acked: HashMap<(&str, &str), OptState> = HashMap::new();
     for &byte in data.iter().take(256) {
+        let fault = byte & 0x80 != 0;
+        if byte & 7 == 7 {
+            let (who, proxy) = PEOPLE[usize::from(byte >> 3 & 15) % PEOPLE.len()];
+            relay.store().fail_next.store(fault, Ordering::SeqCst);
+            let result = relay.feedback(&Feedback::Refused {
+                from: proxy,
+                to: who,
+            });
+            relay.store().fail_next.store(false, Ordering::SeqCst);
+            match result {
+                Ok(out) => {
+                    assert!(!fault, "a store failure was swallowed");
+                    assert!(out.is_recorded());
+                    acked.insert((proxy, who), OptState::OptedOut);
+                }
+                Err(FeedbackError::Record { key, .. }) => {
+                    assert!(fault);
+                    assert_eq!(key.as_key(), LedgerKey::new(proxy, who));
+                }
+                Err(e) => panic!("unexpected feedback error {e}"),
+            }
+            continue;
+        }
         let sender = usize::from(byte & 7) % PEOPLE.len();
         let body = BODIES[usize::from(byte >> 3) & 15];
-        let fault = byte & 0x80 != 0;
         let (from, to) = PEOPLE[sender];
         relay.store().fail_next.store(fault, Ordering::SeqCst);
         let calls_before = relay.store().calls.load(Ordering::SeqCst);
@@ -224,6 +252,9 @@ pub fn relay(data: &[u8]) {
                 } else {
                     assert!(outcome.reply().is_none());
                 }
+                if outcome.ledger().is_some() {
+                    assert!(outcome.is_recorded(), "a failed read does not undo a write");
+                }
                 *outcome
             }
             Err(e) => panic!("unexpected relay error {e}"),
@@ -243,8 +274,10 @@ pub fn relay(data: &[u8]) {
                 "{body:?}: carrier keyword without ledger change"
             );
         }
-        // The carrier layer's reply, once what it depends on was answered.
-        if !fault {
+        // The carrier layer's reply, once what it depends on was answered; never in Mirror.
+        if mode == CarrierMode::Mirror {
+            assert!(outcome.reply().is_none());
+        } else if !fault {
             let reply = match expected.carrier {
                 Some(OptOut) => Some(DEFAULT_STOP_REPLY),
                 Some(OptIn) => Some(DEFAULT_START_REPLY),

@@ -1,4 +1,4 @@
-//! A deliberately naive reference for SPEC §2-§4, written from the spec's text and sharing no
+//! A deliberately naive reference for §§2-§4, written from the spec's text and sharing no
 //! code with the crate: `str::trim`, unicase's allocating `to_folded_case`, and the keyword
 //! tables typed out again by hand.
 
@@ -16,7 +16,7 @@ pub use Category::{Help, OptIn, OptOut};
 /// (word, Proxy category, Proxy drops it, carrier category, only in proxy-2025)
 pub type Row = (&'static str, Category, bool, Option<Category>, bool);
 
-/// SPEC §2, Proxy layer, with the carrier column from the carrier table.
+/// §§2, Proxy layer, with the carrier column from the carrier table.
 pub const SPEC_TABLE: [Row; 17] = [
     ("STOP", OptOut, true, Some(OptOut), false),
     ("REVOKE", OptOut, true, Some(OptOut), true),
@@ -84,7 +84,7 @@ pub fn observed(d: &proxy_optout::Decision) -> Expected {
     }
 }
 
-/// The 25 White_Space code points of SPEC §3, typed out.
+/// The 25 White_Space code points of §§3, typed out.
 pub const WHITE_SPACE: [char; 25] = [
     '\u{0009}', '\u{000A}', '\u{000B}', '\u{000C}', '\u{000D}', '\u{0020}', '\u{0085}', '\u{00A0}',
     '\u{1680}', '\u{2000}', '\u{2001}', '\u{2002}', '\u{2003}', '\u{2004}', '\u{2005}', '\u{2006}',
