@@ -1,0 +1,637 @@
+//! An opt-out ledger for [`proxy_optout`] on SQLite: the embedded default for a single relay
+//! host. One file; WAL; `synchronous=FULL`, so a write the store acknowledged survives a crash
+//! or a power loss; a busy timeout; versioned migrations that refuse a database written by a
+//! newer schema; and a table of processed message ids that makes webhook redelivery harmless.
+//!
+//! ```
+//! use proxy_optout::{Inbound, LedgerKey, OptOutStore, OptState, Relay};
+//! use proxy_optout_sqlite::SqliteStore;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let store = SqliteStore::open(dir.path().join("ledger.db"))?;
+//! let relay = Relay::new(store.clone());
+//! relay.handle(&Inbound::sms("+15551110001", "+15550000100", "STOP"))?;
+//! assert_eq!(store.state(LedgerKey::new("+15550000100", "+15551110001"))?, OptState::OptedOut);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use proxy_optout::{LedgerKey, OptOutStore, OptState};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The schema, version 1.
+pub const SCHEMA: &str = "
+CREATE TABLE opt_out_ledger (
+    scope       TEXT    NOT NULL,  -- the proxy number, or a service id (LedgerScope::Service)
+    participant TEXT    NOT NULL,  -- the participant's own number or address
+    state       TEXT    NOT NULL,  -- 'opted_in' | 'opted_out'; anything else reads as an error
+    updated_at  INTEGER NOT NULL,  -- unix milliseconds of the last write
+    PRIMARY KEY (scope, participant)
+) WITHOUT ROWID;
+CREATE TABLE processed_messages (
+    message_id   TEXT    NOT NULL PRIMARY KEY,  -- the provider's id (Twilio MessageSid)
+    answer       TEXT,                           -- the answer given; NULL while in progress
+    processed_at INTEGER NOT NULL                -- unix milliseconds of the claim
+) WITHOUT ROWID;
+CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
+";
+
+/// What went wrong, typed so a host can answer (503 so the platform retries, an alert for an
+/// operator). The relay fails closed on every one. New variants may be added in minor releases.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout_sqlite::{SqliteStore, StoreError};
+/// let dir = tempfile::tempdir()?;
+/// let path = dir.path().join("not-a-database");
+/// std::fs::write(&path, b"this is not SQLite, just some bytes that are long enough to matter")?;
+/// assert!(matches!(SqliteStore::open(&path), Err(StoreError::Corrupt { .. })));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The file was written by a newer schema; it is never rewritten.
+    #[error("{path} has schema version {found}, newer than the {supported} this build supports")]
+    SchemaTooNew {
+        /// The database file.
+        path: PathBuf,
+        /// Its `user_version`.
+        found: u32,
+        /// [`SCHEMA_VERSION`].
+        supported: u32,
+    },
+    /// The file is not a SQLite database, or is damaged.
+    #[error("{path} is corrupt or not a SQLite database: {source}")]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// SQLite's error.
+        #[source]
+        source: rusqlite::Error,
+    },
+    /// Another connection held the lock past the busy timeout.
+    #[error("the database is locked past the busy timeout: {0}")]
+    Busy(#[source] rusqlite::Error),
+    /// The file or its directory is read-only.
+    #[error("the database is read-only: {0}")]
+    ReadOnly(#[source] rusqlite::Error),
+    /// The disk (or the configured page limit) is full.
+    #[error("the database or disk is full: {0}")]
+    Full(#[source] rusqlite::Error),
+    /// Any other SQLite or I/O error.
+    #[error("sqlite: {0}")]
+    Sqlite(#[source] rusqlite::Error),
+    /// A stored state this build does not recognise (written by hand, or by a newer build).
+    #[error("the stored state {value:?} for ({scope}, {participant}) is not one this build knows")]
+    UnrecognisedState {
+        /// The scope.
+        scope: String,
+        /// The participant.
+        participant: String,
+        /// The stored value.
+        value: String,
+    },
+    /// The blocking task running the query panicked or was cancelled.
+    #[error("the database task did not finish: {0}")]
+    Task(String),
+}
+
+impl StoreError {
+    fn from_sqlite(path: &Path, e: rusqlite::Error) -> StoreError {
+        match e.sqlite_error_code() {
+            Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => StoreError::Busy(e),
+            Some(ErrorCode::ReadOnly) => StoreError::ReadOnly(e),
+            Some(ErrorCode::DiskFull) => StoreError::Full(e),
+            Some(ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase) => StoreError::Corrupt {
+                path: path.to_owned(),
+                source: e,
+            },
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// How an acknowledged write reaches the disk.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(proxy_optout_sqlite::Durability::default(), proxy_optout_sqlite::Durability::Full);
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// `synchronous=FULL`: every commit is synced before it is acknowledged, so an
+    /// acknowledged opt-out survives power loss. The only setting for production.
+    #[default]
+    Full,
+    /// `synchronous=NORMAL`: a commit may be lost on power loss (not on a process crash). For
+    /// the benchmark's labelled comparison, and for throwaway databases.
+    Normal,
+}
+
+/// Options for [`SqliteStore::open_with`].
+///
+/// # Example
+///
+/// ```
+/// use std::time::Duration;
+/// let o = proxy_optout_sqlite::Options::default().busy_timeout(Duration::from_secs(1));
+/// # let _ = o;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    busy_timeout: Duration,
+    durability: Durability,
+    max_pages: Option<u32>,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            busy_timeout: Duration::from_secs(5),
+            durability: Durability::Full,
+            max_pages: None,
+        }
+    }
+}
+
+impl Options {
+    /// How long a write waits for another connection's lock before [`StoreError::Busy`]
+    /// (default 5 s: well inside Twilio's 15 s webhook timeout).
+    ///
+    /// ```
+    /// let o = proxy_optout_sqlite::Options::default().busy_timeout(std::time::Duration::ZERO);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn busy_timeout(mut self, timeout: Duration) -> Self {
+        self.busy_timeout = timeout;
+        self
+    }
+
+    /// The durability setting (default [`Durability::Full`]).
+    ///
+    /// ```
+    /// let o = proxy_optout_sqlite::Options::default().durability(proxy_optout_sqlite::Durability::Normal);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn durability(mut self, durability: Durability) -> Self {
+        self.durability = durability;
+        self
+    }
+
+    /// A cap on the database's size in pages (`max_page_count`): past it writes fail with
+    /// [`StoreError::Full`], as on a full disk.
+    ///
+    /// ```
+    /// let o = proxy_optout_sqlite::Options::default().max_pages(100_000);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn max_pages(mut self, pages: u32) -> Self {
+        self.max_pages = Some(pages);
+        self
+    }
+}
+
+/// The answer to [`SqliteStore::claim`]: whether this delivery of a message id is the first.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout_sqlite::{Claim, SqliteStore};
+/// let dir = tempfile::tempdir()?;
+/// let store = SqliteStore::open(dir.path().join("l.db"))?;
+/// assert_eq!(store.claim("SM1")?, Claim::New);
+/// assert_eq!(store.claim("SM1")?, Claim::InProgress);
+/// store.complete("SM1", "<Response/>")?;
+/// assert_eq!(store.claim("SM1")?, Claim::Answered("<Response/>".into()));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery: handle it, then [`complete`](SqliteStore::complete) it (or
+    /// [`release`](SqliteStore::release) it if handling failed).
+    New,
+    /// Another delivery is being handled right now: answer 503 and let the platform retry.
+    InProgress,
+    /// Already handled: answer this again and perform nothing.
+    Answered(String),
+}
+
+struct Inner {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+/// The SQLite opt-out store. Cheap to clone (shared connection); `Send + Sync`.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("path", &self.inner.path)
+            .finish()
+    }
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn parse_state(scope: &str, participant: &str, value: &str) -> Result<OptState, StoreError> {
+    match value {
+        "opted_in" => Ok(OptState::OptedIn),
+        "opted_out" => Ok(OptState::OptedOut),
+        other => Err(StoreError::UnrecognisedState {
+            scope: scope.to_owned(),
+            participant: participant.to_owned(),
+            value: other.to_owned(),
+        }),
+    }
+}
+
+impl SqliteStore {
+    /// Opens (creating it on first use) the ledger at `path` with the default [`Options`].
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: corrupt file, newer schema, read-only directory, locked.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = proxy_optout_sqlite::SqliteStore::open(dir.path().join("ledger.db"))?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open(path: impl AsRef<Path>) -> Result<Self, StoreError> {
+        SqliteStore::open_with(path, Options::default())
+    }
+
+    /// Opens the ledger with `options`.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](SqliteStore::open).
+    ///
+    /// ```
+    /// use proxy_optout_sqlite::{Options, SqliteStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = SqliteStore::open_with(dir.path().join("l.db"), Options::default())?;
+    /// # let _ = store;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
+        let path = path.as_ref().to_owned();
+        let err = |e| StoreError::from_sqlite(&path, e);
+        let conn = Connection::open(&path).map_err(err)?;
+        conn.busy_timeout(options.busy_timeout).map_err(err)?;
+        // Reading the header first turns a file that is not a database into `Corrupt`.
+        let version: u32 = conn
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(err)?;
+        if version > SCHEMA_VERSION {
+            return Err(StoreError::SchemaTooNew {
+                path,
+                found: version,
+                supported: SCHEMA_VERSION,
+            });
+        }
+        conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0))
+            .map_err(err)?;
+        let sync = match options.durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
+        conn.pragma_update(None, "synchronous", sync).map_err(err)?;
+        if let Some(pages) = options.max_pages {
+            conn.pragma_update(None, "max_page_count", pages)
+                .map_err(err)?;
+        }
+        let mut conn = conn;
+        if version < SCHEMA_VERSION {
+            migrate(&mut conn, version).map_err(err)?;
+        }
+        Ok(SqliteStore {
+            inner: Arc::new(Inner {
+                path,
+                conn: Mutex::new(conn),
+            }),
+        })
+    }
+
+    /// The database file.
+    ///
+    /// ```
+    /// let dir = tempfile::tempdir()?;
+    /// let store = proxy_optout_sqlite::SqliteStore::open(dir.path().join("l.db"))?;
+    /// assert!(store.path().ends_with("l.db"));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave a half-done SQLite transaction behind:
+        // SQLite rolls back an unfinished one.
+        self.inner
+            .conn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        StoreError::from_sqlite(&self.inner.path, e)
+    }
+
+    fn record_now(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "INSERT INTO opt_out_ledger (scope, participant, state, updated_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (scope, participant)
+                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
+            )
+            .map_err(|e| self.err(e))?;
+        stmt.execute(params![
+            key.scope(),
+            key.participant(),
+            state.as_str(),
+            now_ms()
+        ])
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    fn state_now(&self, key: LedgerKey<'_>) -> Result<OptState, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare_cached(
+                "SELECT state FROM opt_out_ledger WHERE scope = ?1 AND participant = ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let value: Option<String> = stmt
+            .query_row(params![key.scope(), key.participant()], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?;
+        match value {
+            None => Ok(OptState::OptedIn),
+            Some(v) => parse_state(key.scope(), key.participant(), &v),
+        }
+    }
+
+    /// Claims a message id for handling (HOST.md §4): the first delivery gets
+    /// [`Claim::New`]; a concurrent one [`Claim::InProgress`]; a later one the stored answer.
+    /// A claim left in progress for longer than `stale_after` (a crashed handler) may be taken
+    /// again, so the message is not lost.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// use proxy_optout_sqlite::{Claim, SqliteStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// assert_eq!(store.claim("SM1")?, Claim::New);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn claim(&self, message_id: &str) -> Result<Claim, StoreError> {
+        self.claim_with(message_id, STALE_CLAIM)
+    }
+
+    /// [`claim`](SqliteStore::claim) with another staleness limit.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use proxy_optout_sqlite::{Claim, SqliteStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// assert_eq!(store.claim("SM1")?, Claim::New);
+    /// assert_eq!(store.claim_with("SM1", Duration::ZERO)?, Claim::New); // taken over
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn claim_with(&self, message_id: &str, stale_after: Duration) -> Result<Claim, StoreError> {
+        let now = now_ms();
+        let stale = now - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+        let mut conn = self.conn();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(|e| self.err(e))?;
+        let existing: Option<(Option<String>, i64)> = tx
+            .query_row(
+                "SELECT answer, processed_at FROM processed_messages WHERE message_id = ?1",
+                params![message_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()
+            .map_err(|e| self.err(e))?;
+        let claim = match existing {
+            Some((Some(answer), _)) => Claim::Answered(answer),
+            Some((None, at)) if at > stale => Claim::InProgress,
+            Some((None, _)) | None => {
+                tx.execute(
+                    "INSERT INTO processed_messages (message_id, answer, processed_at)
+                     VALUES (?1, NULL, ?2)
+                     ON CONFLICT (message_id) DO UPDATE SET processed_at = excluded.processed_at",
+                    params![message_id, now],
+                )
+                .map_err(|e| self.err(e))?;
+                Claim::New
+            }
+        };
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(claim)
+    }
+
+    /// Stores the answer given for a claimed message id; later deliveries get it back.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// # use proxy_optout_sqlite::SqliteStore;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// store.claim("SM1")?;
+    /// store.complete("SM1", "<Response/>")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn complete(&self, message_id: &str, answer: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "UPDATE processed_messages SET answer = ?2 WHERE message_id = ?1",
+                params![message_id, answer],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Gives a claim back after handling failed (a store error answered with 503), so the
+    /// platform's retry is handled in full.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// # use proxy_optout_sqlite::{Claim, SqliteStore};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// store.claim("SM1")?;
+    /// store.release("SM1")?;
+    /// assert_eq!(store.claim("SM1")?, Claim::New);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn release(&self, message_id: &str) -> Result<(), StoreError> {
+        self.conn()
+            .execute(
+                "DELETE FROM processed_messages WHERE message_id = ?1 AND answer IS NULL",
+                params![message_id],
+            )
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Forgets processed ids older than `age` (the retention rule: keep them at least as long
+    /// as the platform may redeliver; we suggest [`RETENTION`]). Returns how many were removed.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// # use proxy_optout_sqlite::{SqliteStore, RETENTION};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// assert_eq!(store.purge_processed(RETENTION)?, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn purge_processed(&self, age: Duration) -> Result<usize, StoreError> {
+        let cutoff = now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
+        self.conn()
+            .execute(
+                "DELETE FROM processed_messages WHERE processed_at < ?1",
+                params![cutoff],
+            )
+            .map_err(|e| self.err(e))
+    }
+
+    /// Runs `f` on the connection (for tests, audits and migrations of your own).
+    ///
+    /// ```
+    /// # use proxy_optout_sqlite::SqliteStore;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// let n: i64 = store.with_connection(|c| c.query_row("SELECT count(*) FROM opt_out_ledger", [], |r| r.get(0)))?;
+    /// assert_eq!(n, 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn with_connection<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StoreError> {
+        f(&self.conn()).map_err(|e| self.err(e))
+    }
+}
+
+/// How long an unanswered claim blocks redeliveries before it is considered abandoned: longer
+/// than Twilio's 15-second webhook timeout.
+pub const STALE_CLAIM: Duration = Duration::from_secs(60);
+
+/// The suggested retention for processed message ids: three days.
+pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    // Re-read inside the write lock: another process may have migrated meanwhile.
+    let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if version == 0 && from == 0 {
+        tx.execute_batch(SCHEMA)?;
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()
+}
+
+impl OptOutStore for SqliteStore {
+    type Error = StoreError;
+
+    fn record(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), StoreError> {
+        self.record_now(key, state)
+    }
+
+    fn state(&self, key: LedgerKey<'_>) -> Result<OptState, StoreError> {
+        self.state_now(key)
+    }
+}
+
+#[cfg(feature = "tokio")]
+mod asynchronous {
+    use std::future::Future;
+
+    use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+
+    use super::{SqliteStore, StoreError};
+
+    impl SqliteStore {
+        async fn blocking<T: Send + 'static>(
+            &self,
+            f: impl FnOnce(SqliteStore) -> Result<T, StoreError> + Send + 'static,
+        ) -> Result<T, StoreError> {
+            let store = self.clone();
+            // SQLite blocks on disk (and on fsync, with FULL durability): run it on the blocking
+            // pool so no runtime worker thread ever waits.
+            tokio::task::spawn_blocking(move || f(store))
+                .await
+                .map_err(|e| StoreError::Task(e.to_string()))?
+        }
+    }
+
+    impl AsyncOptOutStore for SqliteStore {
+        type Error = StoreError;
+
+        fn record(
+            &self,
+            key: LedgerKey<'_>,
+            state: OptState,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            let key = key.to_owned();
+            self.blocking(move |s| s.record_now(key.as_key(), state))
+        }
+
+        fn state(
+            &self,
+            key: LedgerKey<'_>,
+        ) -> impl Future<Output = Result<OptState, StoreError>> + Send {
+            let key = key.to_owned();
+            self.blocking(move |s| s.state_now(key.as_key()))
+        }
+    }
+}
