@@ -1,0 +1,117 @@
+//! `PROXY_OPTOUT_PG_URL=postgres://postgres@127.0.0.1:5432/test cargo bench -p proxy-optout-postgres --bench store`
+//!
+//! `record` and `state` through `PgStore` beside the same prepared SQL issued directly through
+//! tokio-postgres on one connection (`direct_*`), with 1 and 16 concurrent tasks. Without
+//! `PROXY_OPTOUT_PG_URL` it says so and measures nothing.
+
+use std::time::{Duration, Instant};
+
+use criterion::{criterion_group, criterion_main, Criterion};
+use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+use proxy_optout_postgres::{sql, Options, PgStore};
+
+fn benches(c: &mut Criterion) {
+    let Ok(url) = std::env::var("PROXY_OPTOUT_PG_URL") else {
+        eprintln!("PROXY_OPTOUT_PG_URL is not set: no PostgreSQL benchmark");
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let schema = format!("proxy_optout_bench_{}", std::process::id());
+    let store = rt
+        .block_on(PgStore::connect_with(&url, Options::default().schema(&schema).pool_size(16)))
+        .unwrap();
+    let direct = rt.block_on(async {
+        let mut config: tokio_postgres::Config = url.parse().unwrap();
+        config.options(format!("-c search_path={schema}"));
+        let (client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+        tokio::spawn(conn);
+        client
+    });
+    let keys: Vec<String> = (0..1000).map(|i| format!("+1555{i:07}")).collect();
+    for tasks in [1usize, 16] {
+        let mut g = c.benchmark_group(format!("postgres_{tasks}_tasks"));
+        g.bench_function("record", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (store, keys) = (store.clone(), keys.clone());
+                async move {
+                    let start = Instant::now();
+                    let per = (iters as usize).div_ceil(tasks);
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|t| {
+                            let (store, keys) = (store.clone(), keys.clone());
+                            tokio::spawn(async move {
+                                for i in 0..per {
+                                    let k = &keys[(t * 37 + i) % keys.len()];
+                                    store.record(LedgerKey::new("+1P", k), OptState::OptedOut).await.unwrap();
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.unwrap();
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+        g.bench_function("state", |b| {
+            b.to_async(&rt).iter_custom(|iters| {
+                let (store, keys) = (store.clone(), keys.clone());
+                async move {
+                    let start = Instant::now();
+                    let per = (iters as usize).div_ceil(tasks);
+                    let handles: Vec<_> = (0..tasks)
+                        .map(|t| {
+                            let (store, keys) = (store.clone(), keys.clone());
+                            tokio::spawn(async move {
+                                for i in 0..per {
+                                    let k = &keys[(t * 37 + i) % keys.len()];
+                                    assert!(store.state(LedgerKey::new("+1P", k)).await.is_ok());
+                                }
+                            })
+                        })
+                        .collect();
+                    for h in handles {
+                        h.await.unwrap();
+                    }
+                    start.elapsed()
+                }
+            })
+        });
+        if tasks == 1 {
+            let record = rt.block_on(direct.prepare(sql::RECORD)).unwrap();
+            let state = rt.block_on(direct.prepare(sql::STATE)).unwrap();
+            let mut i = 0usize;
+            g.bench_function("direct_record", |b| {
+                b.to_async(&rt).iter(|| {
+                    i = (i + 1) % keys.len();
+                    let (direct, record, k) = (&direct, &record, &keys[i]);
+                    async move {
+                        direct.execute(record, &[&"+1P", k, &"opted_out"]).await.unwrap();
+                    }
+                })
+            });
+            g.bench_function("direct_state", |b| {
+                b.to_async(&rt).iter(|| {
+                    i = (i + 1) % keys.len();
+                    let (direct, state, k) = (&direct, &state, &keys[i]);
+                    async move {
+                        assert!(direct.query_opt(state, &[&"+1P", k]).await.is_ok());
+                    }
+                })
+            });
+        }
+        g.finish();
+    }
+    rt.block_on(direct.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))).unwrap();
+}
+
+criterion_group! {
+    name = group;
+    config = Criterion::default()
+        .sample_size(20)
+        .warm_up_time(Duration::from_millis(300))
+        .measurement_time(Duration::from_secs(2));
+    targets = benches
+}
+criterion_main!(group);

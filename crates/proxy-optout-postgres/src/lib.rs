@@ -1,0 +1,518 @@
+//! An opt-out ledger for [`proxy_optout`] on PostgreSQL: the store for several relay instances
+//! behind a load balancer. Async ([`AsyncOptOutStore`]), pooled (deadpool), prepared statements,
+//! versioned migrations serialised by an advisory lock, and the processed-message table that
+//! makes webhook redelivery harmless. Each key's state is one row changed by one atomic upsert,
+//! so every instance reads the latest acknowledged write.
+//!
+//! ```no_run
+//! use proxy_optout::{AsyncRelay, Inbound};
+//! use proxy_optout_postgres::PgStore;
+//!
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! let store = PgStore::connect("postgres://postgres@127.0.0.1:5432/test").await?;
+//! let relay = AsyncRelay::new(store);
+//! let out = relay.handle(&Inbound::sms("+15551110001", "+15550000100", "STOP"), None).await?;
+//! assert!(out.is_recorded());
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+use std::future::Future;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+use tokio_postgres::NoTls;
+
+/// The schema version this crate writes and reads.
+pub const SCHEMA_VERSION: i32 = 1;
+
+/// The schema, version 1 (created in the configured PostgreSQL schema).
+pub const SCHEMA: &str = "
+CREATE TABLE opt_out_ledger (
+    scope       TEXT        NOT NULL,  -- the proxy number, or a service id
+    participant TEXT        NOT NULL,  -- the participant's own number or address
+    state       TEXT        NOT NULL,  -- 'opted_in' | 'opted_out'; anything else reads as an error
+    updated_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (scope, participant)
+);
+CREATE TABLE processed_messages (
+    message_id   TEXT        NOT NULL PRIMARY KEY,  -- the provider's id (Twilio MessageSid)
+    answer       TEXT,                               -- the answer given; NULL while in progress
+    processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
+";
+
+/// What went wrong. The relay fails closed on every one. New variants may be added in minor
+/// releases.
+///
+/// # Example
+///
+/// ```
+/// let e = proxy_optout_postgres::StoreError::SchemaTooNew { found: 9, supported: 1 };
+/// assert_eq!(e.to_string(), "the database has schema version 9, newer than the 1 this build supports");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// No connection could be had from the pool (server down, pool exhausted past its wait).
+    #[error("no database connection: {0}")]
+    Pool(#[from] deadpool_postgres::PoolError),
+    /// The server or the connection failed (a terminated backend, a network error).
+    #[error("postgres: {0}")]
+    Postgres(#[from] tokio_postgres::Error),
+    /// The database was migrated by a newer build; it is never rewritten.
+    #[error("the database has schema version {found}, newer than the {supported} this build supports")]
+    SchemaTooNew {
+        /// The stored version.
+        found: i32,
+        /// [`SCHEMA_VERSION`].
+        supported: i32,
+    },
+    /// A stored state this build does not recognise.
+    #[error("the stored state {value:?} for ({scope}, {participant}) is not one this build knows")]
+    UnrecognisedState {
+        /// The scope.
+        scope: String,
+        /// The participant.
+        participant: String,
+        /// The stored value.
+        value: String,
+    },
+    /// The configuration (URL, schema name) is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+}
+
+/// Options for [`PgStore::connect_with`].
+///
+/// # Example
+///
+/// ```
+/// let o = proxy_optout_postgres::Options::default().schema("relay").pool_size(32);
+/// # let _ = o;
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    schema: String,
+    pool_size: usize,
+    application_name: String,
+    connect_timeout: Duration,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            schema: "public".into(),
+            pool_size: 16,
+            application_name: "proxy-optout".into(),
+            connect_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl Options {
+    /// The PostgreSQL schema holding the tables (default `public`); created if missing.
+    /// Letters, digits and `_` only.
+    ///
+    /// ```
+    /// let o = proxy_optout_postgres::Options::default().schema("tenant_a");
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = schema.into();
+        self
+    }
+
+    /// The most connections the pool opens (default 16).
+    ///
+    /// ```
+    /// let o = proxy_optout_postgres::Options::default().pool_size(4);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn pool_size(mut self, size: usize) -> Self {
+        self.pool_size = size.max(1);
+        self
+    }
+
+    /// The `application_name` the connections report (for `pg_stat_activity`).
+    ///
+    /// ```
+    /// let o = proxy_optout_postgres::Options::default().application_name("relay-1");
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn application_name(mut self, name: impl Into<String>) -> Self {
+        self.application_name = name.into();
+        self
+    }
+}
+
+/// The answer to [`PgStore::claim`]: whether this delivery of a message id is the first.
+///
+/// # Example
+///
+/// ```
+/// assert_ne!(proxy_optout_postgres::Claim::New, proxy_optout_postgres::Claim::InProgress);
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery: handle it, then [`complete`](PgStore::complete) or
+    /// [`release`](PgStore::release) it.
+    New,
+    /// Another instance is handling it now: answer 503 and let the platform retry.
+    InProgress,
+    /// Already handled: answer this again and perform nothing.
+    Answered(String),
+}
+
+/// How long an unanswered claim blocks redeliveries before it counts as abandoned.
+pub const STALE_CLAIM: Duration = Duration::from_secs(60);
+
+/// The suggested retention for processed message ids: three days.
+pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+/// The PostgreSQL opt-out store: a connection pool. Cheap to clone; `Send + Sync`.
+#[derive(Clone)]
+pub struct PgStore {
+    pool: Pool,
+    schema: String,
+}
+
+impl std::fmt::Debug for PgStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PgStore")
+            .field("schema", &self.schema)
+            .field("pool", &self.pool.status())
+            .finish()
+    }
+}
+
+const RECORD: &str = "INSERT INTO opt_out_ledger (scope, participant, state, updated_at)
+     VALUES ($1, $2, $3, now())
+     ON CONFLICT (scope, participant)
+     DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
+const STATE: &str = "SELECT state FROM opt_out_ledger WHERE scope = $1 AND participant = $2";
+
+fn parse_state(scope: &str, participant: &str, value: &str) -> Result<OptState, StoreError> {
+    match value {
+        "opted_in" => Ok(OptState::OptedIn),
+        "opted_out" => Ok(OptState::OptedOut),
+        other => Err(StoreError::UnrecognisedState {
+            scope: scope.to_owned(),
+            participant: participant.to_owned(),
+            value: other.to_owned(),
+        }),
+    }
+}
+
+impl PgStore {
+    /// Connects to `url` with the default [`Options`] and migrates the schema.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: unreachable server, invalid URL, newer schema.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        PgStore::connect_with(url, Options::default()).await
+    }
+
+    /// Connects with `options` and migrates the schema.
+    ///
+    /// # Errors
+    ///
+    /// As [`connect`](PgStore::connect).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// use proxy_optout_postgres::{Options, PgStore};
+    /// let store = PgStore::connect_with("postgres://postgres@127.0.0.1/test", Options::default().schema("relay")).await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn connect_with(url: &str, options: Options) -> Result<Self, StoreError> {
+        let schema = options.schema;
+        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(StoreError::Config(format!(
+                "schema name {schema:?} must be letters, digits and _"
+            )));
+        }
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e: tokio_postgres::Error| StoreError::Config(format!("database URL: {e}")))?;
+        config.options(format!("-c search_path={schema}"));
+        config.application_name(&options.application_name);
+        config.connect_timeout(options.connect_timeout);
+        let manager = Manager::from_config(
+            config,
+            NoTls,
+            ManagerConfig {
+                // `Fast` recycling drops a connection the server closed (its client reports
+                // closed) and opens a new one, so a terminated backend costs one message.
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(manager)
+            .max_size(options.pool_size)
+            .runtime(deadpool_postgres::Runtime::Tokio1)
+            .wait_timeout(Some(Duration::from_secs(5)))
+            .create_timeout(Some(options.connect_timeout))
+            .build()
+            .map_err(|e| StoreError::Config(e.to_string()))?;
+        let store = PgStore { pool, schema };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// The PostgreSQL schema in use.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// assert_eq!(store.schema(), "public");
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn schema(&self) -> &str {
+        &self.schema
+    }
+
+    /// The pool (to run your own queries in the same schema).
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// let client = store.pool().get().await?;
+    /// client.execute("SELECT 1", &[]).await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn pool(&self) -> &Pool {
+        &self.pool
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        let mut client = self.pool.get().await?;
+        let tx = client.transaction().await?;
+        // One migrator at a time across every instance.
+        tx.execute("SELECT pg_advisory_xact_lock(hashtext('proxy_optout_migrate'))", &[])
+            .await?;
+        tx.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {0};
+             CREATE TABLE IF NOT EXISTS {0}.proxy_optout_schema (version INTEGER NOT NULL)",
+            self.schema
+        ))
+        .await?;
+        let found: Option<i32> = tx
+            .query_opt("SELECT max(version) FROM proxy_optout_schema", &[])
+            .await?
+            .and_then(|r| r.get(0));
+        match found {
+            Some(v) if v > SCHEMA_VERSION => {
+                return Err(StoreError::SchemaTooNew {
+                    found: v,
+                    supported: SCHEMA_VERSION,
+                })
+            }
+            Some(_) => {}
+            None => {
+                tx.batch_execute(SCHEMA).await?;
+                tx.execute(
+                    "INSERT INTO proxy_optout_schema (version) VALUES ($1)",
+                    &[&SCHEMA_VERSION],
+                )
+                .await?;
+            }
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Claims a message id for handling: [`Claim::New`] for the first delivery, across every
+    /// instance; [`Claim::InProgress`] while another handles it; the stored answer afterwards.
+    /// A claim left unanswered past [`STALE_CLAIM`] is taken over.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// use proxy_optout_postgres::Claim;
+    /// if store.claim("SM1").await? == Claim::New {
+    ///     // handle, then:
+    ///     store.complete("SM1", "<Response/>").await?;
+    /// }
+    /// # Ok(()) }
+    /// ```
+    pub async fn claim(&self, message_id: &str) -> Result<Claim, StoreError> {
+        let client = self.pool.get().await?;
+        let stale = f64::from(u32::try_from(STALE_CLAIM.as_secs()).unwrap_or(u32::MAX));
+        // One statement: insert the claim, or take over a stale one; otherwise report the row.
+        let stmt = client
+            .prepare_cached(
+                "WITH claimed AS (
+                     INSERT INTO processed_messages (message_id, answer, processed_at)
+                     VALUES ($1, NULL, now())
+                     ON CONFLICT (message_id) DO UPDATE SET processed_at = now()
+                     WHERE processed_messages.answer IS NULL
+                       AND processed_messages.processed_at < now() - make_interval(secs => $2)
+                     RETURNING 1
+                 )
+                 SELECT (SELECT count(*) FROM claimed) AS new,
+                        (SELECT answer FROM processed_messages WHERE message_id = $1) AS answer",
+            )
+            .await?;
+        let row = client.query_one(&stmt, &[&message_id, &stale]).await?;
+        let new: i64 = row.get(0);
+        let answer: Option<String> = row.get(1);
+        Ok(match (new, answer) {
+            (1, _) => Claim::New,
+            (_, Some(a)) => Claim::Answered(a),
+            (_, None) => Claim::InProgress,
+        })
+    }
+
+    /// Stores the answer given for a claimed id.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// store.complete("SM1", "<Response/>").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn complete(&self, message_id: &str, answer: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("UPDATE processed_messages SET answer = $2 WHERE message_id = $1")
+            .await?;
+        client.execute(&stmt, &[&message_id, &answer]).await?;
+        Ok(())
+    }
+
+    /// Gives an unanswered claim back (handling failed; the retry is handled in full).
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// store.release("SM1").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn release(&self, message_id: &str) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        client
+            .execute(
+                "DELETE FROM processed_messages WHERE message_id = $1 AND answer IS NULL",
+                &[&message_id],
+            )
+            .await?;
+        Ok(())
+    }
+
+    /// Forgets processed ids older than `age` ([`RETENTION`] suggested). Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// store.purge_processed(proxy_optout_postgres::RETENTION).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn purge_processed(&self, age: Duration) -> Result<u64, StoreError> {
+        let client = self.pool.get().await?;
+        let secs = age.as_secs_f64();
+        Ok(client
+            .execute(
+                "DELETE FROM processed_messages WHERE processed_at < now() - make_interval(secs => $1)",
+                &[&secs],
+            )
+            .await?)
+    }
+
+    async fn record_now(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), StoreError> {
+        let client = self.pool.get().await?;
+        let result = async {
+            let stmt = client.prepare_cached(RECORD).await?;
+            client
+                .execute(&stmt, &[&key.scope(), &key.participant(), &state.as_str()])
+                .await
+        }
+        .await;
+        discard_if_broken(client, &result);
+        result?;
+        Ok(())
+    }
+
+    async fn state_now(&self, key: LedgerKey<'_>) -> Result<OptState, StoreError> {
+        let client = self.pool.get().await?;
+        let result = async {
+            let stmt = client.prepare_cached(STATE).await?;
+            client
+                .query_opt(&stmt, &[&key.scope(), &key.participant()])
+                .await
+        }
+        .await;
+        discard_if_broken(client, &result);
+        match result? {
+            None => Ok(OptState::OptedIn),
+            Some(r) => parse_state(key.scope(), key.participant(), r.get(0)),
+        }
+    }
+}
+
+/// A connection whose query failed at the connection level (a terminated backend, a reset
+/// socket) is taken out of the pool instead of being handed to the next message: its `closed`
+/// flag may not be set yet when it would be recycled.
+fn discard_if_broken<T>(client: deadpool_postgres::Client, result: &Result<T, tokio_postgres::Error>) {
+    if let Err(e) = result {
+        if e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code().starts_with("57P")) || e.code().is_none() {
+            drop(deadpool_postgres::Object::take(client));
+        }
+    }
+}
+
+impl AsyncOptOutStore for PgStore {
+    type Error = StoreError;
+
+    fn record(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.record_now(key, state)
+    }
+
+    fn state(&self, key: LedgerKey<'_>) -> impl Future<Output = Result<OptState, StoreError>> + Send {
+        self.state_now(key)
+    }
+}
+
+/// The SQL the store runs for `record` and `state`, for benchmarks that issue it directly.
+pub mod sql {
+    /// The upsert behind `record`.
+    pub const RECORD: &str = super::RECORD;
+    /// The read behind `state`.
+    pub const STATE: &str = super::STATE;
+}
