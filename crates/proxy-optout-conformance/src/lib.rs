@@ -5,7 +5,7 @@
 //!   opt-out and opt-in sequences;
 //! - keys that share a scope or a participant are independent, and both ledger scopes (per proxy
 //!   number, service-wide) work through a relay;
-//! - identifiers up to [`MAX_IDENTIFIER_BYTES`](proxy_optout::MAX_IDENTIFIER_BYTES), non-ASCII
+//! - identifiers up to [`MAX_IDENTIFIER_BYTES`], non-ASCII
 //!   ones included, round-trip;
 //! - many concurrent writers (threads for a sync store, tasks for an async one) on overlapping
 //!   pairs end at each key's last acknowledged write;
@@ -479,3 +479,8 @@ where
         }
     }
 }
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

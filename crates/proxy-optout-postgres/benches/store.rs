@@ -18,7 +18,10 @@ fn benches(c: &mut Criterion) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let schema = format!("proxy_optout_bench_{}", std::process::id());
     let store = rt
-        .block_on(PgStore::connect_with(&url, Options::default().schema(&schema).pool_size(16)))
+        .block_on(PgStore::connect_with(
+            &url,
+            Options::default().schema(&schema).pool_size(16),
+        ))
         .unwrap();
     let direct = rt.block_on(async {
         let mut config: tokio_postgres::Config = url.parse().unwrap();
@@ -42,7 +45,10 @@ fn benches(c: &mut Criterion) {
                             tokio::spawn(async move {
                                 for i in 0..per {
                                     let k = &keys[(t * 37 + i) % keys.len()];
-                                    store.record(LedgerKey::new("+1P", k), OptState::OptedOut).await.unwrap();
+                                    store
+                                        .record(LedgerKey::new("+1P", k), OptState::OptedOut)
+                                        .await
+                                        .unwrap();
                                 }
                             })
                         })
@@ -81,29 +87,42 @@ fn benches(c: &mut Criterion) {
         if tasks == 1 {
             let record = rt.block_on(direct.prepare(sql::RECORD)).unwrap();
             let state = rt.block_on(direct.prepare(sql::STATE)).unwrap();
-            let mut i = 0usize;
+            // The same loop as `record` and `state` with tasks = 1, on one direct connection.
+            let direct = &direct;
             g.bench_function("direct_record", |b| {
-                b.to_async(&rt).iter(|| {
-                    i = (i + 1) % keys.len();
-                    let (direct, record, k) = (&direct, &record, &keys[i]);
+                b.to_async(&rt).iter_custom(|iters| {
+                    let (keys, record) = (keys.clone(), record.clone());
                     async move {
-                        direct.execute(record, &[&"+1P", k, &"opted_out"]).await.unwrap();
+                        let start = Instant::now();
+                        for i in 0..iters as usize {
+                            let k = &keys[(i * 37) % keys.len()];
+                            direct
+                                .execute(&record, &[&"+1P", k, &"opted_out"])
+                                .await
+                                .unwrap();
+                        }
+                        start.elapsed()
                     }
                 })
             });
             g.bench_function("direct_state", |b| {
-                b.to_async(&rt).iter(|| {
-                    i = (i + 1) % keys.len();
-                    let (direct, state, k) = (&direct, &state, &keys[i]);
+                b.to_async(&rt).iter_custom(|iters| {
+                    let (keys, state) = (keys.clone(), state.clone());
                     async move {
-                        assert!(direct.query_opt(state, &[&"+1P", k]).await.is_ok());
+                        let start = Instant::now();
+                        for i in 0..iters as usize {
+                            let k = &keys[(i * 37) % keys.len()];
+                            assert!(direct.query_opt(&state, &[&"+1P", k]).await.is_ok());
+                        }
+                        start.elapsed()
                     }
                 })
             });
         }
         g.finish();
     }
-    rt.block_on(direct.batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))).unwrap();
+    rt.block_on(direct.batch_execute(&format!("DROP SCHEMA {schema} CASCADE")))
+        .unwrap();
 }
 
 criterion_group! {

@@ -65,7 +65,9 @@ pub enum StoreError {
     #[error("postgres: {0}")]
     Postgres(#[from] tokio_postgres::Error),
     /// The database was migrated by a newer build; it is never rewritten.
-    #[error("the database has schema version {found}, newer than the {supported} this build supports")]
+    #[error(
+        "the database has schema version {found}, newer than the {supported} this build supports"
+    )]
     SchemaTooNew {
         /// The stored version.
         found: i32,
@@ -242,7 +244,11 @@ impl PgStore {
     /// ```
     pub async fn connect_with(url: &str, options: Options) -> Result<Self, StoreError> {
         let schema = options.schema;
-        if schema.is_empty() || !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+        if schema.is_empty()
+            || !schema
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_')
+        {
             return Err(StoreError::Config(format!(
                 "schema name {schema:?} must be letters, digits and _"
             )));
@@ -305,8 +311,11 @@ impl PgStore {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
         // One migrator at a time across every instance.
-        tx.execute("SELECT pg_advisory_xact_lock(hashtext('proxy_optout_migrate'))", &[])
-            .await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('proxy_optout_migrate'))",
+            &[],
+        )
+        .await?;
         tx.batch_execute(&format!(
             "CREATE SCHEMA IF NOT EXISTS {0};
              CREATE TABLE IF NOT EXISTS {0}.proxy_optout_schema (version INTEGER NOT NULL)",
@@ -485,9 +494,16 @@ impl PgStore {
 /// A connection whose query failed at the connection level (a terminated backend, a reset
 /// socket) is taken out of the pool instead of being handed to the next message: its `closed`
 /// flag may not be set yet when it would be recycled.
-fn discard_if_broken<T>(client: deadpool_postgres::Client, result: &Result<T, tokio_postgres::Error>) {
+fn discard_if_broken<T>(
+    client: deadpool_postgres::Client,
+    result: &Result<T, tokio_postgres::Error>,
+) {
     if let Err(e) = result {
-        if e.is_closed() || e.as_db_error().is_some_and(|d| d.code().code().starts_with("57P")) || e.code().is_none() {
+        if e.is_closed()
+            || e.as_db_error()
+                .is_some_and(|d| d.code().code().starts_with("57P"))
+            || e.code().is_none()
+        {
             drop(deadpool_postgres::Object::take(client));
         }
     }
@@ -504,7 +520,10 @@ impl AsyncOptOutStore for PgStore {
         self.record_now(key, state)
     }
 
-    fn state(&self, key: LedgerKey<'_>) -> impl Future<Output = Result<OptState, StoreError>> + Send {
+    fn state(
+        &self,
+        key: LedgerKey<'_>,
+    ) -> impl Future<Output = Result<OptState, StoreError>> + Send {
         self.state_now(key)
     }
 }
@@ -516,3 +535,8 @@ pub mod sql {
     /// The read behind `state`.
     pub const STATE: &str = super::STATE;
 }
+
+/// The README's examples, compiled as doctests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

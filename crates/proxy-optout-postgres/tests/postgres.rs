@@ -35,13 +35,21 @@ fn schema_name() -> String {
 }
 
 async fn store(schema: &str, app: &str) -> PgStore {
-    PgStore::connect_with(&url(), Options::default().schema(schema).application_name(app).pool_size(8))
-        .await
-        .unwrap_or_else(|e| panic!("PROXY_OPTOUT_PG_URL is set but the server cannot be used: {e}"))
+    PgStore::connect_with(
+        &url(),
+        Options::default()
+            .schema(schema)
+            .application_name(app)
+            .pool_size(8),
+    )
+    .await
+    .unwrap_or_else(|e| panic!("PROXY_OPTOUT_PG_URL is set but the server cannot be used: {e}"))
 }
 
 async fn drop_schema(schema: &str) {
-    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.unwrap();
+    let (client, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     client
         .batch_execute(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
@@ -72,18 +80,25 @@ impl AsyncHarness for Schemas {
     }
 }
 
-#[cfg_attr(not(pg_tests), ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_passes_the_conformance_kit() {
     let _ = SKIP;
     let h = Schemas(Mutex::new(Vec::new()));
     check_async_store(&h).await;
-    for s in h.0.lock().unwrap().clone() {
+    let schemas = h.0.lock().unwrap().clone();
+    for s in schemas {
         drop_schema(&s).await;
     }
 }
 
-#[cfg_attr(not(pg_tests), ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_on_overlapping_pairs_end_at_each_keys_last_acknowledged_write() {
     let schema = schema_name();
@@ -100,7 +115,11 @@ async fn two_instances_on_overlapping_pairs_end_at_each_keys_last_acknowledged_w
                 let mut last = HashMap::new();
                 for i in 0..60 {
                     let (s, p) = &keys[i % keys.len()];
-                    let state = if (i + t) % 3 == 0 { OptState::OptedIn } else { OptState::OptedOut };
+                    let state = if (i + t) % 3 == 0 {
+                        OptState::OptedIn
+                    } else {
+                        OptState::OptedOut
+                    };
                     // Alternate instances: a write through one must be what the other reads.
                     let (w, r) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
                     w.record(LedgerKey::new(s, p), state).await.unwrap();
@@ -117,34 +136,56 @@ async fn two_instances_on_overlapping_pairs_end_at_each_keys_last_acknowledged_w
     }
     assert_eq!(last.len(), 64);
     for ((s, p), state) in &last {
-        assert_eq!(a.state(LedgerKey::new(s, p)).await.unwrap(), *state, "({s}, {p})");
-        assert_eq!(b.state(LedgerKey::new(s, p)).await.unwrap(), *state, "({s}, {p})");
+        assert_eq!(
+            a.state(LedgerKey::new(s, p)).await.unwrap(),
+            *state,
+            "({s}, {p})"
+        );
+        assert_eq!(
+            b.state(LedgerKey::new(s, p)).await.unwrap(),
+            *state,
+            "({s}, {p})"
+        );
     }
     // A STOP through instance A makes instance B refuse the next message with 21610.
     let relay_a = AsyncRelay::new(a.clone());
     let relay_b = AsyncRelay::new(b.clone());
-    let (rider, driver) = (Participant::new("+1R", "+1PX").unwrap(), Participant::new("+1D", "+1PX").unwrap());
+    let (rider, driver) = (
+        Participant::new("+1R", "+1PX").unwrap(),
+        Participant::new("+1D", "+1PX").unwrap(),
+    );
     let out = relay_a
-        .handle(&Inbound::sms("+1R", "+1PX", "STOP"), Some(Route::new("s", &rider, Some(&driver)).unwrap()))
+        .handle(
+            &Inbound::sms("+1R", "+1PX", "STOP"),
+            Some(Route::new("s", &rider, Some(&driver)).unwrap()),
+        )
         .await
         .unwrap();
     assert!(out.is_recorded());
     let out = relay_b
-        .handle(&Inbound::sms("+1D", "+1PX", "here"), Some(Route::new("s", &driver, Some(&rider)).unwrap()))
+        .handle(
+            &Inbound::sms("+1D", "+1PX", "here"),
+            Some(Route::new("s", &driver, Some(&rider)).unwrap()),
+        )
         .await
         .unwrap();
     assert!(out.refused().is_some());
     drop_schema(&schema).await;
 }
 
-#[cfg_attr(not(pg_tests), ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backend_killed_mid_query_fails_closed_and_the_pool_recovers() {
     let schema = schema_name();
     let app = format!("victim-{schema}");
     let store = store(&schema, &app).await;
     let relay = Arc::new(AsyncRelay::new(store.clone()));
-    let (admin, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.unwrap();
+    let (admin, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+        .await
+        .unwrap();
     tokio::spawn(conn);
     // Hold the row's lock so the relay's upsert waits inside the server.
     admin
@@ -169,7 +210,9 @@ async fn a_backend_killed_mid_query_fails_closed_and_the_pool_recovers() {
     let mut killed = 0i64;
     for _ in 0..100 {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let (killer, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls).await.unwrap();
+        let (killer, conn) = tokio_postgres::connect(&url(), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         let row = killer
             .query_one(
@@ -188,17 +231,33 @@ async fn a_backend_killed_mid_query_fails_closed_and_the_pool_recovers() {
     let result = handle.await.unwrap();
     admin.batch_execute("ROLLBACK").await.unwrap();
     match result {
-        Err(RelayError::Record { source: StoreError::Postgres(_), outcome, .. }) => {
-            assert!(outcome.reply().is_none(), "no confirmation of an unstored opt-out");
+        Err(RelayError::Record {
+            source: StoreError::Postgres(_),
+            outcome,
+            ..
+        }) => {
+            assert!(
+                outcome.reply().is_none(),
+                "no confirmation of an unstored opt-out"
+            );
         }
         other => panic!("{other:?}"),
     }
     // The pool drops the dead connection: the next message goes through.
-    let out = relay.handle(&Inbound::sms("+1A", "+1P", "STOP"), None).await.unwrap();
+    let out = relay
+        .handle(&Inbound::sms("+1A", "+1P", "STOP"), None)
+        .await
+        .unwrap();
     assert!(out.is_recorded() && out.reply().is_some());
-    assert_eq!(store.state(LedgerKey::new("+1P", "+1A")).await.unwrap(), OptState::OptedOut);
+    assert_eq!(
+        store.state(LedgerKey::new("+1P", "+1A")).await.unwrap(),
+        OptState::OptedOut
+    );
     // An unreadable recipient state withholds the forward.
-    let (a, b) = (Participant::new("+1B", "+1P").unwrap(), Participant::new("+1A", "+1P").unwrap());
+    let (a, b) = (
+        Participant::new("+1B", "+1P").unwrap(),
+        Participant::new("+1A", "+1P").unwrap(),
+    );
     admin
         .execute(
             &format!("UPDATE {schema}.opt_out_ledger SET state = 'opted_sideways' WHERE participant = '+1A'"),
@@ -206,7 +265,13 @@ async fn a_backend_killed_mid_query_fails_closed_and_the_pool_recovers() {
         )
         .await
         .unwrap();
-    match relay.handle(&Inbound::sms("+1B", "+1P", "hi"), Some(Route::new("s", &a, Some(&b)).unwrap())).await {
+    match relay
+        .handle(
+            &Inbound::sms("+1B", "+1P", "hi"),
+            Some(Route::new("s", &a, Some(&b)).unwrap()),
+        )
+        .await
+    {
         Err(RelayError::Lookup { outcome, .. }) => {
             assert_eq!(outcome.withheld(), Some(Withheld::RecipientStatusUnknown))
         }
@@ -215,7 +280,10 @@ async fn a_backend_killed_mid_query_fails_closed_and_the_pool_recovers() {
     drop_schema(&schema).await;
 }
 
-#[cfg_attr(not(pg_tests), ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redelivery_across_instances_gives_one_forward_and_one_reply() {
     let schema = schema_name();
@@ -229,10 +297,16 @@ async fn redelivery_across_instances_gives_one_forward_and_one_reply() {
         async move {
             match store.claim(id).await.unwrap() {
                 Claim::New => {
-                    let (r, d) = (Participant::new("+1R", "+1P").unwrap(), Participant::new("+1D", "+1P").unwrap());
+                    let (r, d) = (
+                        Participant::new("+1R", "+1P").unwrap(),
+                        Participant::new("+1D", "+1P").unwrap(),
+                    );
                     let route = Route::new("s", &r, Some(&d)).unwrap();
                     let out = relay
-                        .handle(&Inbound::sms("+1R", "+1P", "START").with_message_id(id), Some(route))
+                        .handle(
+                            &Inbound::sms("+1R", "+1P", "START").with_message_id(id),
+                            Some(route),
+                        )
                         .await
                         .unwrap();
                     {
@@ -250,13 +324,23 @@ async fn redelivery_across_instances_gives_one_forward_and_one_reply() {
         }
     };
     // Sequential, through both instances.
-    assert_eq!(deliver(a.clone(), relay_a.clone(), "SM1").await.as_deref(), Some("answer"));
-    assert_eq!(deliver(b.clone(), relay_b.clone(), "SM1").await.as_deref(), Some("answer"));
+    assert_eq!(
+        deliver(a.clone(), relay_a.clone(), "SM1").await.as_deref(),
+        Some("answer")
+    );
+    assert_eq!(
+        deliver(b.clone(), relay_b.clone(), "SM1").await.as_deref(),
+        Some("answer")
+    );
     assert_eq!(*performed.lock().unwrap(), (1, 1));
     // Concurrent.
     let tasks: Vec<_> = (0..8)
         .map(|i| {
-            let (s, r) = if i % 2 == 0 { (a.clone(), relay_a.clone()) } else { (b.clone(), relay_b.clone()) };
+            let (s, r) = if i % 2 == 0 {
+                (a.clone(), relay_a.clone())
+            } else {
+                (b.clone(), relay_b.clone())
+            };
             tokio::spawn(deliver(s, r, "SM2"))
         })
         .collect();
@@ -264,22 +348,38 @@ async fn redelivery_across_instances_gives_one_forward_and_one_reply() {
         t.await.unwrap();
     }
     assert_eq!(*performed.lock().unwrap(), (2, 2));
-    assert_eq!(a.claim("SM2").await.unwrap(), Claim::Answered("answer".into()));
+    assert_eq!(
+        a.claim("SM2").await.unwrap(),
+        Claim::Answered("answer".into())
+    );
     assert_eq!(a.purge_processed(Duration::ZERO).await.unwrap(), 2);
     drop_schema(&schema).await;
 }
 
-#[cfg_attr(not(pg_tests), ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_newer_schema_is_refused() {
     let schema = schema_name();
     let s = store(&schema, "migrate").await;
     let client = s.pool().get().await.unwrap();
-    client.execute("INSERT INTO proxy_optout_schema (version) VALUES (99)", &[]).await.unwrap();
+    client
+        .execute("INSERT INTO proxy_optout_schema (version) VALUES (99)", &[])
+        .await
+        .unwrap();
     drop(client);
-    let err = PgStore::connect_with(&url(), Options::default().schema(&schema)).await.unwrap_err();
-    assert!(matches!(err, StoreError::SchemaTooNew { found: 99, .. }), "{err}");
-    let err = PgStore::connect_with(&url(), Options::default().schema("bad; DROP")).await.unwrap_err();
+    let err = PgStore::connect_with(&url(), Options::default().schema(&schema))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::SchemaTooNew { found: 99, .. }),
+        "{err}"
+    );
+    let err = PgStore::connect_with(&url(), Options::default().schema("bad; DROP"))
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::Config(_)), "{err}");
     drop_schema(&schema).await;
 }

@@ -88,12 +88,25 @@ impl SignatureError {
     }
 }
 
+/// A key with its HMAC state already keyed (the padded key hashed once, at configuration),
+/// cloned per request.
 #[derive(Clone)]
 enum Key {
     /// An account auth token: HMAC-SHA1 (the default).
-    Token(Vec<u8>),
+    Token(Hmac<Sha1>),
     /// A customer shared key announced by the settings header: HMAC-SHA256.
-    Shared { id: String, secret: Vec<u8> },
+    Shared { id: String, mac: Hmac<Sha256> },
+}
+
+fn sha1_key(secret: &[u8]) -> Hmac<Sha1> {
+    // HMAC takes keys of any length: this cannot fail.
+    <Hmac<Sha1> as hmac::digest::KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
+}
+
+fn sha256_key(secret: &[u8]) -> Hmac<Sha256> {
+    <Hmac<Sha256> as hmac::digest::KeyInit>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"))
 }
 
 impl std::fmt::Debug for Key {
@@ -143,7 +156,7 @@ impl Validator {
     /// ```
     pub fn new(auth_token: impl AsRef<[u8]>) -> Self {
         Validator {
-            keys: vec![Key::Token(auth_token.as_ref().to_vec())],
+            keys: vec![Key::Token(sha1_key(auth_token.as_ref()))],
         }
     }
 
@@ -156,7 +169,7 @@ impl Validator {
     /// ```
     #[must_use]
     pub fn with_token(mut self, auth_token: impl AsRef<[u8]>) -> Self {
-        self.keys.push(Key::Token(auth_token.as_ref().to_vec()));
+        self.keys.push(Key::Token(sha1_key(auth_token.as_ref())));
         self
     }
 
@@ -171,7 +184,7 @@ impl Validator {
     pub fn with_shared_key(mut self, id: impl Into<String>, secret: impl AsRef<[u8]>) -> Self {
         self.keys.push(Key::Shared {
             id: id.into(),
-            secret: secret.as_ref().to_vec(),
+            mac: sha256_key(secret.as_ref()),
         });
         self
     }
@@ -347,12 +360,8 @@ fn verify(key: &Key, url: &str, params: &[(&str, &str)], provided: &[u8]) -> boo
         mac.verify_slice(provided).is_ok()
     }
     match key {
-        Key::Token(t) => Hmac::<Sha1>::new_from_slice(t)
-            .map(|m| feed(m, url, params, provided))
-            .unwrap_or(false),
-        Key::Shared { secret, .. } => Hmac::<Sha256>::new_from_slice(secret)
-            .map(|m| feed(m, url, params, provided))
-            .unwrap_or(false),
+        Key::Token(mac) => feed(mac.clone(), url, params, provided),
+        Key::Shared { mac, .. } => feed(mac.clone(), url, params, provided),
     }
 }
 
@@ -392,10 +401,7 @@ pub fn signed_string(url: &str, form: &Form<'_>) -> String {
 /// ```
 #[must_use]
 pub fn sign(auth_token: &str, url: &str, form: &Form<'_>) -> String {
-    let mut mac = match Hmac::<Sha1>::new_from_slice(auth_token.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(), // HMAC accepts keys of any length
-    };
+    let mut mac = sha1_key(auth_token.as_bytes());
     mac.update(signed_string(url, form).as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
 }
@@ -408,10 +414,7 @@ pub fn sign(auth_token: &str, url: &str, form: &Form<'_>) -> String {
 /// ```
 #[must_use]
 pub fn sign_sha256(secret: &str, url: &str, form: &Form<'_>) -> String {
-    let mut mac = match Hmac::<Sha256>::new_from_slice(secret.as_bytes()) {
-        Ok(m) => m,
-        Err(_) => return String::new(),
-    };
+    let mut mac = sha256_key(secret.as_bytes());
     mac.update(signed_string(url, form).as_bytes());
     STANDARD.encode(mac.finalize().into_bytes())
 }
