@@ -508,25 +508,33 @@ impl RelayCore {
         route: Option<Route<'a>>,
         settings: Settings,
     ) -> Result<Plan<'a>, InputError> {
-        inbound.validate()?;
         let channel = match route {
             Some(r) => {
                 let sender = r.sender();
                 if !same(sender.identifier(), inbound.from)
                     || !same(sender.proxy_identifier(), inbound.to)
                 {
+                    inbound.validate()?;
                     return Err(InputError::RouteMismatch {
                         session: r.session().into(),
                         sender: sender.identifier().into(),
                         proxy: sender.proxy_identifier().into(),
                     });
                 }
+                // `from` and `to` equal the route's participant, whose identifiers were
+                // checked when it was made: only the message id is left to check.
+                if let Some(id) = inbound.message_id {
+                    crate::identifier::validate_identifier("message id", id)?;
+                }
                 match (sender.channel(), inbound.channel) {
                     (Channel::Sms, Channel::Mms) => Channel::Mms,
                     (c, _) => c,
                 }
             }
-            None => inbound.channel,
+            None => {
+                inbound.validate()?;
+                inbound.channel
+            }
         };
         let message = inbound.message_on(channel);
         let mut decision = self.classifier.before_hook(&message, &Fixed(settings));
