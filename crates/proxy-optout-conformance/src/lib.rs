@@ -40,6 +40,21 @@ use proxy_optout::{
 };
 
 /// How the kit gets a synchronous store to test.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::{LedgerKey, MemoryStore, OptOutStore};
+/// use proxy_optout_conformance::Harness;
+///
+/// struct Memory;
+/// impl Harness for Memory {
+///     type Store = MemoryStore;
+///     fn fresh(&self) -> MemoryStore { MemoryStore::new() }
+///     fn corrupt(&self, _: &MemoryStore, _: LedgerKey<'_>) -> bool { false }
+/// }
+/// assert!(Memory.fresh().is_empty());
+/// ```
 pub trait Harness {
     /// The store.
     type Store: OptOutStore + Send + Sync + 'static;
@@ -53,6 +68,24 @@ pub trait Harness {
 }
 
 /// How the kit gets an asynchronous store to test.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout::MemoryStore;
+/// use proxy_optout_conformance::{check_async_store, AsyncHarness};
+///
+/// struct Memory;
+/// impl AsyncHarness for Memory {
+///     type Store = MemoryStore;
+///     async fn fresh(&self) -> MemoryStore { MemoryStore::new() }
+///     async fn corrupt(&self, _: &MemoryStore, _: &str, _: &str) -> bool { false }
+/// }
+/// tokio::runtime::Builder::new_current_thread()
+///     .build()
+///     .unwrap()
+///     .block_on(check_async_store(&Memory));
+/// ```
 pub trait AsyncHarness: Sync {
     /// The store.
     type Store: AsyncOptOutStore + Send + Sync + 'static;
@@ -117,6 +150,7 @@ fn all_keys() -> HashMap<(String, String), usize> {
 }
 
 /// Runs every check on a synchronous store; panics with a message naming the broken promise.
+/// See the crate's example.
 pub fn check_store<H: Harness>(harness: &H)
 where
     <H::Store as OptOutStore>::Error: Debug,
@@ -319,7 +353,8 @@ where
 }
 
 /// Runs every check on an asynchronous store, with concurrent tasks on the current tokio
-/// runtime (call it from `#[tokio::test(flavor = "multi_thread")]`).
+/// runtime (call it from `#[tokio::test(flavor = "multi_thread")]`). See [`AsyncHarness`] for
+/// an example.
 pub async fn check_async_store<H: AsyncHarness>(harness: &H)
 where
     <H::Store as AsyncOptOutStore>::Error: Debug,
