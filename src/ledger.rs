@@ -4,7 +4,9 @@
 use alloc::string::String;
 use core::fmt;
 use core::future::Future;
+use core::str::FromStr;
 
+use crate::error::{parse_named, ParseError};
 use crate::identifier::{validate_identifier, IdentifierError};
 
 /// Whether a participant may receive messages from a proxy number (or service).
@@ -32,6 +34,13 @@ pub enum OptState {
 }
 
 impl OptState {
+    /// Both states.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout::OptState::ALL.len(), 2);
+    /// ```
+    pub const ALL: [OptState; 2] = [OptState::OptedIn, OptState::OptedOut];
+
     /// The snake-case name: `opted_in` or `opted_out`.
     ///
     /// ```
@@ -49,6 +58,27 @@ impl OptState {
 impl fmt::Display for OptState {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for OptState {
+    type Err = ParseError;
+
+    /// Parses `opted_in` or `opted_out` (the names stores write); ASCII case is ignored.
+    ///
+    /// ```
+    /// use proxy_optout::OptState;
+    /// assert_eq!("opted_out".parse::<OptState>(), Ok(OptState::OptedOut));
+    /// assert!("opted_sideways".parse::<OptState>().is_err());
+    /// ```
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        parse_named(
+            &OptState::ALL,
+            OptState::as_str,
+            s,
+            "opt-out state",
+            "opted_in, opted_out",
+        )
     }
 }
 

@@ -259,13 +259,14 @@ fn now_ms() -> i64 {
 }
 
 fn parse_state(scope: &str, participant: &str, value: &str) -> Result<OptState, StoreError> {
-    match value {
-        "opted_in" => Ok(OptState::OptedIn),
-        "opted_out" => Ok(OptState::OptedOut),
-        other => Err(StoreError::UnrecognisedState {
+    // Exactly the names the core writes (`OptState::as_str`): a stored value in another case
+    // was not written by us either, so it is refused like any unknown value.
+    match value.parse::<OptState>() {
+        Ok(state) if state.as_str() == value => Ok(state),
+        _ => Err(StoreError::UnrecognisedState {
             scope: scope.to_owned(),
             participant: participant.to_owned(),
-            value: other.to_owned(),
+            value: value.to_owned(),
         }),
     }
 }

@@ -1,12 +1,12 @@
 //! The REST side: the Messages create call for a forward, and 21610 in its error answer.
 
-use proxy_optout::{Feedback, Outbound};
+use proxy_optout::{Feedback, Notice, Outbound};
 use serde::Deserialize;
 
 use crate::form::encode_pairs;
 
 /// Twilio's error code for a send to an unsubscribed (opted-out) recipient.
-pub const UNSUBSCRIBED_RECIPIENT: u32 = 21610;
+pub const UNSUBSCRIBED_RECIPIENT: u32 = Notice::UnsubscribedRecipient.code();
 
 /// The Messages create call for one outbound message: the host's HTTP client POSTs
 /// [`encode`](SendRequest::encode) to [`path`](SendRequest::path) with Basic auth (account SID
