@@ -1,0 +1,388 @@
+//! Configuration: flags and environment variables, checked at start so that a bad setting
+//! fails with one line naming it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use proxy_optout::{validate_identifier, CarrierMode};
+
+use crate::db::Database;
+
+/// A setting that cannot work.
+///
+/// ```
+/// let e = proxy_relay::ConfigError::new("public-url", "\"ftp://x\" is not an http(s) URL");
+/// assert_eq!(e.to_string(), "--public-url: \"ftp://x\" is not an http(s) URL");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("--{setting}: {reason}")]
+pub struct ConfigError {
+    /// The flag's name (its environment variable is listed in `--help`).
+    pub setting: &'static str,
+    /// What is wrong, naming the value (never a secret's value).
+    pub reason: String,
+}
+
+impl ConfigError {
+    /// An error for `setting`.
+    ///
+    /// ```
+    /// assert_eq!(proxy_relay::ConfigError::new("listen", "x").setting, "listen");
+    /// ```
+    #[must_use]
+    pub fn new(setting: &'static str, reason: impl Into<String>) -> Self {
+        ConfigError {
+            setting,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxy-relay",
+    version,
+    about = "A masked-number SMS relay: Twilio webhooks in, sends out, Twilio Proxy's opt-out rules."
+)]
+pub struct Cli {
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// The server's settings.
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve (the default).
+    Serve,
+    /// Start on a temporary SQLite file, play a rider/driver conversation through signed
+    /// webhooks over HTTP, print one line per step, and exit.
+    Demo,
+}
+
+/// The carrier-layer mode (HOST.md §2).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ModeArg {
+    /// This server sends the STOP/START/HELP replies and refuses sends to opted-out pairs.
+    Emulate,
+    /// The platform does (Twilio with default STOP filtering): the ledger only follows.
+    Mirror,
+}
+
+/// Which [`Sender`](crate::Sender) forwards messages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum SenderArg {
+    /// Log what would be sent (no account needed).
+    Log,
+    /// Twilio's REST API.
+    Twilio,
+}
+
+/// The server's settings; every flag has an environment variable.
+#[derive(Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PROXY_RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: String,
+    /// A SQLite file (created on first run) or a postgres:// URL (for several instances).
+    #[arg(long, env = "PROXY_RELAY_DATABASE", default_value = "proxy-relay.db")]
+    pub database: String,
+    /// The public base URL Twilio posts to (signatures are checked against it, not against
+    /// what a proxy in front forwards). Default: http://<listen>.
+    #[arg(long, env = "PROXY_RELAY_PUBLIC_URL")]
+    pub public_url: Option<String>,
+    /// Twilio auth token(s) that sign webhooks; several, comma-separated, while rotating.
+    /// Default: one generated for this run and printed once.
+    #[arg(
+        long,
+        env = "TWILIO_AUTH_TOKEN",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub auth_token: Vec<String>,
+    /// Bearer token for the admin API (at least 16 characters). Default: one generated for
+    /// this run and printed once.
+    #[arg(long, env = "PROXY_RELAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    /// The proxy number pool, comma-separated.
+    #[arg(
+        long,
+        env = "PROXY_RELAY_PROXY_NUMBERS",
+        value_delimiter = ',',
+        default_value = "+15550000100,+15550000101,+15550000102"
+    )]
+    pub proxy_numbers: Vec<String>,
+    /// The carrier-layer mode.
+    #[arg(long, env = "PROXY_RELAY_MODE", value_enum, default_value = "emulate")]
+    pub mode: ModeArg,
+    /// How forwarded messages are sent.
+    #[arg(long, env = "PROXY_RELAY_SENDER", value_enum, default_value = "log")]
+    pub sender: SenderArg,
+    /// Twilio account SID (with --sender twilio).
+    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    pub twilio_account_sid: Option<String>,
+    /// Twilio REST API base URL.
+    #[arg(long, env = "TWILIO_API_URL", default_value = "https://api.twilio.com")]
+    pub twilio_api_url: String,
+    /// Per-attempt send timeout, in milliseconds.
+    #[arg(long, env = "PROXY_RELAY_SEND_TIMEOUT_MS", default_value_t = 5000)]
+    pub send_timeout_ms: u64,
+    /// Attempts per send (retries on 5xx and timeouts, same idempotency key).
+    #[arg(long, env = "PROXY_RELAY_SEND_ATTEMPTS", default_value_t = 3)]
+    pub send_attempts: u32,
+    /// PostgreSQL connections per instance.
+    #[arg(long, env = "PROXY_RELAY_PG_POOL_SIZE", default_value_t = 16)]
+    pub pg_pool_size: usize,
+    /// How long in-flight requests may finish after SIGTERM, in milliseconds.
+    #[arg(long, env = "PROXY_RELAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    pub shutdown_grace_ms: u64,
+}
+
+impl std::fmt::Debug for ServeArgs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServeArgs")
+            .field("listen", &self.listen)
+            .field("database", &Database::parse(&self.database).redacted())
+            .field("public_url", &self.public_url)
+            .field("auth_token", &format!("{} token(s)", self.auth_token.len()))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
+            .field("proxy_numbers", &self.proxy_numbers)
+            .field("mode", &self.mode)
+            .field("sender", &self.sender)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How forwards are sent, once checked.
+#[non_exhaustive]
+#[derive(Clone)]
+pub enum SenderConfig {
+    /// [`LogSender`](crate::LogSender).
+    Log,
+    /// [`TwilioSender`](crate::TwilioSender).
+    Twilio {
+        /// REST base URL.
+        api_url: String,
+        /// Account SID.
+        account_sid: String,
+        /// Per-attempt timeout.
+        timeout: Duration,
+        /// Attempts per send.
+        attempts: u32,
+    },
+}
+
+/// A checked configuration.
+///
+/// ```
+/// use clap::Parser;
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// assert_eq!(config.listen.port(), 8080);
+/// # Ok::<(), proxy_relay::ConfigError>(())
+/// ```
+#[derive(Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// The database.
+    pub database: Database,
+    /// The public base URL, without a trailing slash; `None`: `http://` and the bound address.
+    pub public_url: Option<String>,
+    /// Webhook signing tokens (the first also signs what the demo sends).
+    pub auth_tokens: Vec<String>,
+    /// The admin bearer token.
+    pub admin_token: String,
+    /// Whether the tokens were generated for this run (and should be shown once).
+    pub generated: Vec<&'static str>,
+    /// The proxy number pool.
+    pub proxy_numbers: Vec<String>,
+    /// The carrier-layer mode.
+    pub mode: CarrierMode,
+    /// The sender.
+    pub sender: SenderConfig,
+    /// PostgreSQL connections per instance.
+    pub pg_pool_size: usize,
+    /// Grace period for in-flight requests at shutdown.
+    pub shutdown_grace: Duration,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("database", &self.database.redacted())
+            .field("public_url", &self.public_url)
+            .field("proxy_numbers", &self.proxy_numbers)
+            .field("mode", &self.mode)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The shortest admin token accepted.
+pub const MIN_ADMIN_TOKEN: usize = 16;
+
+fn random_token() -> String {
+    uuid::Uuid::new_v4().simple().to_string()
+}
+
+impl Config {
+    /// Checks `args`.
+    ///
+    /// # Errors
+    ///
+    /// The first [`ConfigError`], naming the setting.
+    ///
+    /// ```
+    /// use clap::Parser;
+    /// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--admin-token", "short"]);
+    /// let err = proxy_relay::Config::from_args(&cli.serve).unwrap_err();
+    /// assert_eq!(err.setting, "admin-token");
+    /// ```
+    pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
+        let listen: SocketAddr = args.listen.parse().map_err(|_| {
+            ConfigError::new(
+                "listen",
+                format!("{:?} is not an address such as 127.0.0.1:8080", args.listen),
+            )
+        })?;
+        let database = Database::parse(&args.database);
+        if let Database::Sqlite(p) = &database {
+            if p.as_os_str().is_empty() {
+                return Err(ConfigError::new("database", "the SQLite path is empty"));
+            }
+        }
+        let public_url = args
+            .public_url
+            .as_deref()
+            .map(check_public_url)
+            .transpose()?;
+        let mut generated = Vec::new();
+        let mut auth_tokens: Vec<String> = args
+            .auth_token
+            .iter()
+            .map(|t| t.trim().to_owned())
+            .filter(|t| !t.is_empty())
+            .collect();
+        if auth_tokens.is_empty() {
+            auth_tokens.push(random_token());
+            generated.push("auth-token");
+        }
+        let admin_token = match &args.admin_token {
+            Some(t) if t.chars().count() < MIN_ADMIN_TOKEN => {
+                return Err(ConfigError::new(
+                    "admin-token",
+                    format!(
+                        "is {} characters; use at least {MIN_ADMIN_TOKEN}",
+                        t.chars().count()
+                    ),
+                ))
+            }
+            Some(t) => t.clone(),
+            None => {
+                generated.push("admin-token");
+                random_token()
+            }
+        };
+        let mut proxy_numbers = Vec::with_capacity(args.proxy_numbers.len());
+        for n in &args.proxy_numbers {
+            let n = n.trim();
+            validate_identifier("proxy number", n)
+                .map_err(|e| ConfigError::new("proxy-numbers", e.to_string()))?;
+            if n.contains(':') {
+                return Err(ConfigError::new(
+                    "proxy-numbers",
+                    format!(
+                        "{n:?}: give the bare number; WhatsApp participants get whatsapp:<number>"
+                    ),
+                ));
+            }
+            if proxy_numbers.iter().any(|m| m == n) {
+                return Err(ConfigError::new(
+                    "proxy-numbers",
+                    format!("{n:?} is listed twice"),
+                ));
+            }
+            proxy_numbers.push(n.to_owned());
+        }
+        if proxy_numbers.is_empty() {
+            return Err(ConfigError::new("proxy-numbers", "the pool is empty"));
+        }
+        let sender = match args.sender {
+            SenderArg::Log => SenderConfig::Log,
+            SenderArg::Twilio => {
+                let account_sid = args.twilio_account_sid.clone().ok_or_else(|| {
+                    ConfigError::new("twilio-account-sid", "is required with --sender twilio")
+                })?;
+                if !account_sid.starts_with("AC") || account_sid.len() != 34 {
+                    return Err(ConfigError::new(
+                        "twilio-account-sid",
+                        format!("{account_sid:?} is not an account SID (AC and 32 hex digits)"),
+                    ));
+                }
+                if generated.contains(&"auth-token") {
+                    return Err(ConfigError::new(
+                        "auth-token",
+                        "is required with --sender twilio (it authenticates the REST calls)",
+                    ));
+                }
+                let api_url = args.twilio_api_url.trim_end_matches('/').to_owned();
+                if !(api_url.starts_with("https://") || api_url.starts_with("http://")) {
+                    return Err(ConfigError::new(
+                        "twilio-api-url",
+                        format!("{api_url:?} is not an http(s) URL"),
+                    ));
+                }
+                SenderConfig::Twilio {
+                    api_url,
+                    account_sid,
+                    timeout: Duration::from_millis(args.send_timeout_ms.max(1)),
+                    attempts: args.send_attempts.max(1),
+                }
+            }
+        };
+        if args.pg_pool_size == 0 {
+            return Err(ConfigError::new("pg-pool-size", "must be at least 1"));
+        }
+        Ok(Config {
+            listen,
+            database,
+            public_url,
+            auth_tokens,
+            admin_token,
+            generated,
+            proxy_numbers,
+            mode: match args.mode {
+                ModeArg::Emulate => CarrierMode::Emulate,
+                ModeArg::Mirror => CarrierMode::Mirror,
+            },
+            sender,
+            pg_pool_size: args.pg_pool_size,
+            shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+        })
+    }
+}
+
+fn check_public_url(url: &str) -> Result<String, ConfigError> {
+    let bad = |why: &str| ConfigError::new("public-url", format!("{url:?} {why}"));
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"))
+        .ok_or_else(|| bad("is not an http(s) URL"))?;
+    if rest.is_empty() || rest.starts_with('/') {
+        return Err(bad("has no host"));
+    }
+    if url.contains('?') || url.contains('#') {
+        return Err(bad("has a query or fragment; give the base URL only"));
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("contains whitespace"));
+    }
+    Ok(url.trim_end_matches('/').to_owned())
+}

@@ -1,0 +1,572 @@
+//! The server's database: the opt-out ledger and processed message ids (the store crates) plus
+//! the session tables this crate owns, on SQLite (one host) or PostgreSQL (several instances).
+
+use std::future::Future;
+use std::path::PathBuf;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState, Participant};
+use proxy_optout_postgres::PgStore;
+use proxy_optout_sqlite::SqliteStore;
+
+use crate::sessions::{
+    proxy_for, FieldError, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
+};
+
+/// The version of the session tables this build writes.
+pub const SESSION_SCHEMA_VERSION: i32 = 1;
+
+/// The session tables, the same text on SQLite and PostgreSQL. The partial unique index is
+/// what keeps a (participant, proxy number) pair in at most one open session, even when two
+/// instances allocate at once.
+pub const SESSION_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS proxy_relay_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS relay_sessions (
+    sid          TEXT    NOT NULL PRIMARY KEY,
+    unique_name  TEXT    UNIQUE,
+    status       TEXT    NOT NULL,            -- 'open' | 'closed'
+    created_at   BIGINT  NOT NULL,            -- unix milliseconds
+    closed_at    BIGINT
+);
+CREATE INDEX IF NOT EXISTS relay_sessions_by_age ON relay_sessions (created_at);
+CREATE TABLE IF NOT EXISTS relay_participants (
+    session_sid      TEXT    NOT NULL REFERENCES relay_sessions (sid),
+    position         INTEGER NOT NULL,        -- 0 or 1, the order given at creation
+    identifier       TEXT    NOT NULL,
+    proxy_identifier TEXT    NOT NULL,
+    friendly_name    TEXT,
+    active           INTEGER NOT NULL,        -- 1 while the session is open
+    PRIMARY KEY (session_sid, position)
+);
+CREATE UNIQUE INDEX IF NOT EXISTS relay_participants_active_pair
+    ON relay_participants (identifier, proxy_identifier) WHERE active = 1;
+";
+
+/// Where the data lives.
+///
+/// ```
+/// use proxy_relay::Database;
+/// assert!(matches!(Database::parse("postgres://u@h/db"), Database::Postgres(_)));
+/// assert!(matches!(Database::parse("relay.db"), Database::Sqlite(_)));
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Database {
+    /// A SQLite file, created on first run.
+    Sqlite(PathBuf),
+    /// A PostgreSQL URL.
+    Postgres(String),
+}
+
+impl Database {
+    /// `postgres://…` or `postgresql://…` is PostgreSQL; `sqlite://path` or any other text is a
+    /// SQLite file path.
+    ///
+    /// ```
+    /// use proxy_relay::Database;
+    /// assert_eq!(Database::parse("sqlite://x.db"), Database::Sqlite("x.db".into()));
+    /// ```
+    #[must_use]
+    pub fn parse(value: &str) -> Database {
+        if value.starts_with("postgres://") || value.starts_with("postgresql://") {
+            Database::Postgres(value.to_owned())
+        } else {
+            Database::Sqlite(value.strip_prefix("sqlite://").unwrap_or(value).into())
+        }
+    }
+
+    /// A description safe to log: the SQLite path, or the PostgreSQL URL without its password.
+    ///
+    /// ```
+    /// use proxy_relay::Database;
+    /// assert_eq!(Database::parse("postgres://u:secret@h/db").redacted(), "postgres://u:***@h/db");
+    /// ```
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        match self {
+            Database::Sqlite(p) => p.display().to_string(),
+            Database::Postgres(url) => redact_url(url),
+        }
+    }
+}
+
+fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.split_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _)) => format!("{scheme}://{user}:***@{host}"),
+        None => url.to_owned(),
+    }
+}
+
+/// A database failure. The webhook answers 503 on every one, so the platform retries.
+///
+/// ```
+/// let e = proxy_relay::DbError::Task("cancelled".into());
+/// assert_eq!(e.to_string(), "the database task did not finish: cancelled");
+/// ```
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum DbError {
+    /// The SQLite store failed.
+    #[error("sqlite: {0}")]
+    Sqlite(#[from] proxy_optout_sqlite::StoreError),
+    /// The PostgreSQL store failed.
+    #[error("postgres: {0}")]
+    Postgres(#[from] proxy_optout_postgres::StoreError),
+    /// A blocking database task panicked or was cancelled.
+    #[error("the database task did not finish: {0}")]
+    Task(String),
+    /// The session tables were written by a newer build.
+    #[error(
+        "the session tables have version {found}, newer than the {supported} this build supports"
+    )]
+    SchemaTooNew {
+        /// The stored version.
+        found: i32,
+        /// [`SESSION_SCHEMA_VERSION`].
+        supported: i32,
+    },
+    /// A stored row this build cannot use (edited by hand).
+    #[error("stored session {sid} is not valid: {reason}")]
+    BadRow {
+        /// The session.
+        sid: String,
+        /// What is wrong.
+        reason: String,
+    },
+}
+
+impl From<tokio_postgres::Error> for DbError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        DbError::Postgres(e.into())
+    }
+}
+
+impl From<rusqlite::Error> for DbError {
+    fn from(e: rusqlite::Error) -> Self {
+        DbError::Sqlite(proxy_optout_sqlite::StoreError::Sqlite(e))
+    }
+}
+
+/// What an admin call can fail with.
+///
+/// ```
+/// use proxy_relay::{AdminError, FieldError};
+/// assert_eq!(AdminError::NotFound { sid: "KS1".into() }.status(), 404);
+/// assert_eq!(AdminError::Invalid(FieldError::new("participants", "x")).status(), 400);
+/// ```
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// The request is malformed: 400.
+    #[error(transparent)]
+    Invalid(FieldError),
+    /// The request conflicts with stored sessions (name taken, pool exhausted): 409.
+    #[error(transparent)]
+    Conflict(FieldError),
+    /// No such session: 404.
+    #[error("no session {sid}")]
+    NotFound {
+        /// The id asked for.
+        sid: String,
+    },
+    /// The database failed: 503.
+    #[error(transparent)]
+    Store(#[from] DbError),
+}
+
+impl AdminError {
+    /// The HTTP status for this error.
+    ///
+    /// ```
+    /// # use proxy_relay::{AdminError, FieldError};
+    /// assert_eq!(AdminError::Conflict(FieldError::new("unique_name", "taken")).status(), 409);
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            AdminError::Invalid(_) => 400,
+            AdminError::Conflict(_) => 409,
+            AdminError::NotFound { .. } => 404,
+            AdminError::Store(_) => 503,
+        }
+    }
+}
+
+/// The processed-message claim for one webhook delivery.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Claim {
+    /// First delivery (or no message id): handle it.
+    New,
+    /// Another delivery is being handled now: answer 503.
+    InProgress,
+    /// Handled before: answer this TwiML again and perform nothing.
+    Answered(String),
+}
+
+/// The server's database handle. Cheap to clone.
+#[derive(Clone, Debug)]
+pub enum Db {
+    /// SQLite: `ledger` syncs every commit to disk (`synchronous=FULL`: opt-outs and sessions);
+    /// `fast` (same file, `synchronous=NORMAL`) keeps the processed message ids, whose loss on a
+    /// power cut only means one redelivery is handled again.
+    Sqlite {
+        /// The durable connection.
+        ledger: SqliteStore,
+        /// The connection for processed ids and reads.
+        fast: SqliteStore,
+    },
+    /// PostgreSQL: every commit is durable (the server's `synchronous_commit`).
+    Postgres(PgStore),
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn new_sid() -> String {
+    format!("KS{}", uuid::Uuid::new_v4().simple())
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, DbError> + Send + 'static,
+) -> Result<T, DbError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| DbError::Task(e.to_string()))?
+}
+
+/// Picks the proxy number for `identifier`: the requested one if free, else the first pool
+/// number not already paired with this identifier in an open session.
+fn pick_proxy(
+    index: usize,
+    identifier: &str,
+    requested: Option<&str>,
+    pool: &[String],
+    used: &[String],
+) -> Result<String, AdminError> {
+    if let Some(req) = requested {
+        let proxy = proxy_for(identifier, crate::sessions::strip_channel(req));
+        if used.contains(&proxy) {
+            return Err(AdminError::Conflict(FieldError::new(
+                format!("participants[{index}].proxy_identifier"),
+                format!("{identifier:?} already has an open session through {proxy:?}"),
+            )));
+        }
+        return Ok(proxy);
+    }
+    pool.iter()
+        .map(|n| proxy_for(identifier, n))
+        .find(|p| !used.contains(p))
+        .ok_or_else(|| {
+            AdminError::Conflict(FieldError::new(
+                format!("participants[{index}].identifier"),
+                format!(
+                    "every proxy number in the pool ({}) already has an open session with {identifier:?}",
+                    pool.len()
+                ),
+            ))
+        })
+}
+
+fn participant(sid: &str, identifier: &str, proxy: &str) -> Result<Participant, DbError> {
+    Participant::new(identifier, proxy).map_err(|e| DbError::BadRow {
+        sid: sid.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+fn status_of(sid: &str, value: &str) -> Result<SessionStatus, DbError> {
+    SessionStatus::parse(value).ok_or_else(|| DbError::BadRow {
+        sid: sid.to_owned(),
+        reason: format!("unknown status {value:?}"),
+    })
+}
+
+type SessionHead = (String, Option<String>, String, i64, Option<i64>);
+
+fn assemble(head: SessionHead, participants: Vec<SessionParticipant>) -> Result<Session, DbError> {
+    let (sid, unique_name, status, created_at_ms, closed_at_ms) = head;
+    Ok(Session {
+        status: status_of(&sid, &status)?,
+        sid,
+        unique_name,
+        created_at_ms,
+        closed_at_ms,
+        participants,
+    })
+}
+
+mod postgres;
+mod sqlite;
+
+impl Db {
+    /// Opens (creating and migrating) the database.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`]: unreachable server, corrupt file, newer schema.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// db.ping().await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(database: &Database, pg_pool_size: usize) -> Result<Db, DbError> {
+        match database {
+            Database::Sqlite(path) => {
+                let path = path.clone();
+                blocking(move || sqlite::open(&path)).await
+            }
+            Database::Postgres(url) => postgres::open(url, pg_pool_size).await,
+        }
+    }
+
+    /// Claims `message_id` (when there is one) and finds the session of (`from`, `to`), in one
+    /// round trip where the database allows.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn begin(
+        &self,
+        message_id: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Result<(Claim, Option<RouteRow>), DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let (fast, id, from, to) = (
+                    fast.clone(),
+                    message_id.map(str::to_owned),
+                    from.to_owned(),
+                    to.to_owned(),
+                );
+                blocking(move || sqlite::begin(&fast, id.as_deref(), &from, &to)).await
+            }
+            Db::Postgres(pg) => postgres::begin(pg, message_id, from, to).await,
+        }
+    }
+
+    /// Stores the answer for a claimed message id.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn complete(&self, message_id: &str, answer: &str) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let (fast, id, answer) = (fast.clone(), message_id.to_owned(), answer.to_owned());
+                blocking(move || Ok(fast.complete(&id, &answer)?)).await
+            }
+            Db::Postgres(pg) => Ok(pg.complete(message_id, answer).await?),
+        }
+    }
+
+    /// Gives a claim back after a failure, so the platform's retry is handled in full.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn release(&self, message_id: &str) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let (fast, id) = (fast.clone(), message_id.to_owned());
+                blocking(move || Ok(fast.release(&id)?)).await
+            }
+            Db::Postgres(pg) => Ok(pg.release(message_id).await?),
+        }
+    }
+
+    /// Creates a session, giving each participant a proxy number from `pool`.
+    ///
+    /// # Errors
+    ///
+    /// [`AdminError`]: invalid request (400), name taken or pool exhausted (409), store (503).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// let req = serde_json::from_str(r#"{"participants": [{"identifier": "+1A"}, {"identifier": "+1B"}]}"#)?;
+    /// let s = db.create_session(&req, &["+1P".into()]).await?;
+    /// assert_eq!(s.participants[0].proxy_identifier, "+1P");
+    /// # Ok(()) }
+    /// ```
+    pub async fn create_session(
+        &self,
+        request: &NewSession,
+        pool: &[String],
+    ) -> Result<Session, AdminError> {
+        request.validate(pool).map_err(AdminError::Invalid)?;
+        let sid = new_sid();
+        match self {
+            Db::Sqlite { ledger, .. } => {
+                let (ledger, request, pool) = (ledger.clone(), request.clone(), pool.to_vec());
+                tokio::task::spawn_blocking(move || sqlite::create(&ledger, &sid, &request, &pool))
+                    .await
+                    .map_err(|e| AdminError::Store(DbError::Task(e.to_string())))?
+            }
+            Db::Postgres(pg) => postgres::create(pg, &sid, request, pool).await,
+        }
+    }
+
+    /// One session by id.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn session(&self, sid: &str) -> Result<Option<Session>, DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let (fast, sid) = (fast.clone(), sid.to_owned());
+                blocking(move || sqlite::session(&fast, &sid)).await
+            }
+            Db::Postgres(pg) => postgres::session(pg, sid).await,
+        }
+    }
+
+    /// The newest sessions first, at most `limit`, optionally only those with `status`.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn sessions(
+        &self,
+        status: Option<SessionStatus>,
+        limit: u32,
+    ) -> Result<Vec<Session>, DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let fast = fast.clone();
+                blocking(move || sqlite::sessions(&fast, status, limit)).await
+            }
+            Db::Postgres(pg) => postgres::sessions(pg, status, limit).await,
+        }
+    }
+
+    /// Closes a session: its pairs leave the routing table at once. Closing a closed session
+    /// changes nothing. `None` if there is no such session.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn close_session(&self, sid: &str) -> Result<Option<Session>, DbError> {
+        match self {
+            Db::Sqlite { ledger, .. } => {
+                let (ledger, sid) = (ledger.clone(), sid.to_owned());
+                blocking(move || sqlite::close(&ledger, &sid)).await
+            }
+            Db::Postgres(pg) => postgres::close(pg, sid).await,
+        }
+    }
+
+    /// Whether the database answers (readiness).
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn ping(&self) -> Result<(), DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let fast = fast.clone();
+                blocking(move || {
+                    fast.with_connection(|c| {
+                        c.query_row("SELECT count(*) FROM relay_sessions WHERE 0", [], |r| {
+                            r.get::<_, i64>(0)
+                        })
+                    })?;
+                    Ok(())
+                })
+                .await
+            }
+            Db::Postgres(pg) => {
+                let client = pg
+                    .pool()
+                    .get()
+                    .await
+                    .map_err(proxy_optout_postgres::StoreError::from)?;
+                client.execute("SELECT 1", &[]).await?;
+                Ok(())
+            }
+        }
+    }
+
+    /// Forgets processed message ids older than the retention period.
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    pub async fn purge_processed(&self) -> Result<u64, DbError> {
+        match self {
+            Db::Sqlite { fast, .. } => {
+                let fast = fast.clone();
+                blocking(move || Ok(fast.purge_processed(proxy_optout_sqlite::RETENTION)? as u64))
+                    .await
+            }
+            Db::Postgres(pg) => Ok(pg.purge_processed(proxy_optout_postgres::RETENTION).await?),
+        }
+    }
+
+    /// The SQLite store with durable commits, if this is SQLite (for tests and audits).
+    #[must_use]
+    pub fn sqlite(&self) -> Option<&SqliteStore> {
+        match self {
+            Db::Sqlite { ledger, .. } => Some(ledger),
+            Db::Postgres(_) => None,
+        }
+    }
+
+    /// The PostgreSQL store, if this is PostgreSQL.
+    #[must_use]
+    pub fn postgres(&self) -> Option<&PgStore> {
+        match self {
+            Db::Postgres(pg) => Some(pg),
+            Db::Sqlite { .. } => None,
+        }
+    }
+}
+
+impl AsyncOptOutStore for Db {
+    type Error = DbError;
+
+    fn record(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+    ) -> impl Future<Output = Result<(), DbError>> + Send {
+        let key = key.to_owned();
+        let db = self.clone();
+        async move {
+            match &db {
+                Db::Sqlite { ledger, .. } => {
+                    Ok(AsyncOptOutStore::record(ledger, key.as_key(), state).await?)
+                }
+                Db::Postgres(pg) => Ok(AsyncOptOutStore::record(pg, key.as_key(), state).await?),
+            }
+        }
+    }
+
+    fn state(&self, key: LedgerKey<'_>) -> impl Future<Output = Result<OptState, DbError>> + Send {
+        let key = key.to_owned();
+        let db = self.clone();
+        async move {
+            match &db {
+                // Reads go through the durable connection too: it is the one that wrote.
+                Db::Sqlite { ledger, .. } => {
+                    Ok(AsyncOptOutStore::state(ledger, key.as_key()).await?)
+                }
+                Db::Postgres(pg) => Ok(AsyncOptOutStore::state(pg, key.as_key()).await?),
+            }
+        }
+    }
+}

@@ -1,0 +1,287 @@
+//! The session tables on PostgreSQL, in the store's schema (its connections set the
+//! `search_path`), shared by every relay instance.
+
+use proxy_optout_postgres::{Options, PgStore, StoreError};
+
+use super::{
+    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, SessionHead,
+    SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
+};
+use crate::sessions::{
+    FieldError, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
+};
+
+async fn client(pg: &PgStore) -> Result<deadpool_postgres::Object, DbError> {
+    Ok(pg.pool().get().await.map_err(StoreError::from)?)
+}
+
+pub(super) async fn open(url: &str, pool_size: usize) -> Result<Db, DbError> {
+    let pg = PgStore::connect_with(
+        url,
+        Options::default()
+            .pool_size(pool_size)
+            .application_name("proxy-relay"),
+    )
+    .await?;
+    let mut c = client(&pg).await?;
+    let tx = c.transaction().await?;
+    // Every instance may start at once: one creates the tables, the others wait here.
+    tx.execute(
+        "SELECT pg_advisory_xact_lock(hashtext('proxy_relay_migrate'))",
+        &[],
+    )
+    .await?;
+    tx.batch_execute(SESSION_SCHEMA).await?;
+    let found: Option<i32> = tx
+        .query_one("SELECT max(version) FROM proxy_relay_schema", &[])
+        .await?
+        .get(0);
+    if found.is_none() {
+        tx.execute(
+            "INSERT INTO proxy_relay_schema (version) VALUES ($1)",
+            &[&SESSION_SCHEMA_VERSION],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    drop(c);
+    match found {
+        Some(v) if v > SESSION_SCHEMA_VERSION => Err(DbError::SchemaTooNew {
+            found: v,
+            supported: SESSION_SCHEMA_VERSION,
+        }),
+        _ => Ok(Db::Postgres(pg)),
+    }
+}
+
+const ROUTE: &str = "SELECT p.session_sid, o.identifier, o.proxy_identifier
+     FROM relay_participants p
+     LEFT JOIN relay_participants o
+       ON o.session_sid = p.session_sid AND o.active = 1 AND o.position <> p.position
+     WHERE p.identifier = $1 AND p.proxy_identifier = $2 AND p.active = 1
+     LIMIT 1";
+
+pub(super) async fn begin(
+    pg: &PgStore,
+    message_id: Option<&str>,
+    from: &str,
+    to: &str,
+) -> Result<(Claim, Option<RouteRow>), DbError> {
+    let claim = match message_id {
+        None => Claim::New,
+        Some(id) => match pg.claim(id).await? {
+            proxy_optout_postgres::Claim::Answered(a) => return Ok((Claim::Answered(a), None)),
+            proxy_optout_postgres::Claim::InProgress => return Ok((Claim::InProgress, None)),
+            _ => Claim::New,
+        },
+    };
+    let c = client(pg).await?;
+    let stmt = c.prepare_cached(ROUTE).await?;
+    let row = c.query_opt(&stmt, &[&from, &to]).await?;
+    let route = match row {
+        None => None,
+        Some(r) => {
+            let session: String = r.get(0);
+            let other: Option<String> = r.get(1);
+            let other_proxy: Option<String> = r.get(2);
+            Some(RouteRow {
+                sender: participant(&session, from, to)?,
+                recipient: match (other, other_proxy) {
+                    (Some(o), Some(op)) => Some(participant(&session, &o, &op)?),
+                    _ => None,
+                },
+                session,
+            })
+        }
+    };
+    Ok((claim, route))
+}
+
+fn unique_violation(e: &tokio_postgres::Error) -> Option<&str> {
+    e.as_db_error()
+        .filter(|d| *d.code() == tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+        .map(|d| d.constraint().unwrap_or(""))
+}
+
+pub(super) async fn create(
+    pg: &PgStore,
+    sid: &str,
+    request: &NewSession,
+    pool: &[String],
+) -> Result<Session, AdminError> {
+    // Another instance may take the number picked here between the read and the insert; the
+    // partial unique index refuses the second insert, and picking again sees the taken one.
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        match try_create(pg, sid, request, pool).await {
+            Err(Retry::Race) if attempts < 8 => continue,
+            Err(Retry::Race) => {
+                return Err(AdminError::Conflict(FieldError::new(
+                    "participants",
+                    "other sessions kept taking the free proxy numbers; try again",
+                )))
+            }
+            Err(Retry::Fail(e)) => return Err(e),
+            Ok(s) => return Ok(s),
+        }
+    }
+}
+
+enum Retry {
+    Race,
+    Fail(AdminError),
+}
+
+impl From<tokio_postgres::Error> for Retry {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Retry::Fail(AdminError::Store(e.into()))
+    }
+}
+
+async fn try_create(
+    pg: &PgStore,
+    sid: &str,
+    request: &NewSession,
+    pool: &[String],
+) -> Result<Session, Retry> {
+    let mut c = client(pg).await.map_err(|e| Retry::Fail(e.into()))?;
+    let tx = c.transaction().await?;
+    let created = now_ms();
+    if let Err(e) = tx
+        .execute(
+            "INSERT INTO relay_sessions (sid, unique_name, status, created_at) VALUES ($1, $2, 'open', $3)",
+            &[&sid, &request.unique_name, &created],
+        )
+        .await
+    {
+        return Err(match unique_violation(&e) {
+            Some(_) => Retry::Fail(AdminError::Conflict(FieldError::new(
+                "unique_name",
+                format!(
+                    "{:?} is already the name of another session",
+                    request.unique_name.as_deref().unwrap_or_default()
+                ),
+            ))),
+            None => e.into(),
+        });
+    }
+    let mut participants = Vec::with_capacity(2);
+    for (i, p) in request.participants.iter().enumerate() {
+        let used: Vec<String> = tx
+            .query(
+                "SELECT proxy_identifier FROM relay_participants WHERE identifier = $1 AND active = 1",
+                &[&p.identifier],
+            )
+            .await?
+            .iter()
+            .map(|r| r.get(0))
+            .collect();
+        let proxy = pick_proxy(i, &p.identifier, p.proxy_identifier.as_deref(), pool, &used)
+            .map_err(Retry::Fail)?;
+        let position = i32::try_from(i).unwrap_or(i32::MAX);
+        if let Err(e) = tx
+            .execute(
+                "INSERT INTO relay_participants
+                     (session_sid, position, identifier, proxy_identifier, friendly_name, active)
+                 VALUES ($1, $2, $3, $4, $5, 1)",
+                &[&sid, &position, &p.identifier, &proxy, &p.friendly_name],
+            )
+            .await
+        {
+            return Err(match unique_violation(&e) {
+                Some(_) => Retry::Race,
+                None => e.into(),
+            });
+        }
+        participants.push(SessionParticipant {
+            identifier: p.identifier.clone(),
+            proxy_identifier: proxy,
+            friendly_name: p.friendly_name.clone(),
+        });
+    }
+    tx.commit().await?;
+    Ok(Session {
+        sid: sid.to_owned(),
+        unique_name: request.unique_name.clone(),
+        status: SessionStatus::Open,
+        created_at_ms: created,
+        closed_at_ms: None,
+        participants,
+    })
+}
+
+const HEAD: &str = "SELECT sid, unique_name, status, created_at, closed_at FROM relay_sessions";
+
+fn head(r: &tokio_postgres::Row) -> SessionHead {
+    (r.get(0), r.get(1), r.get(2), r.get(3), r.get(4))
+}
+
+async fn read(c: &deadpool_postgres::Object, h: SessionHead) -> Result<Session, DbError> {
+    let participants = c
+        .query(
+            "SELECT identifier, proxy_identifier, friendly_name FROM relay_participants
+             WHERE session_sid = $1 ORDER BY position",
+            &[&h.0],
+        )
+        .await?
+        .iter()
+        .map(|r| SessionParticipant {
+            identifier: r.get(0),
+            proxy_identifier: r.get(1),
+            friendly_name: r.get(2),
+        })
+        .collect();
+    assemble(h, participants)
+}
+
+pub(super) async fn session(pg: &PgStore, sid: &str) -> Result<Option<Session>, DbError> {
+    let c = client(pg).await?;
+    match c
+        .query_opt(&format!("{HEAD} WHERE sid = $1"), &[&sid])
+        .await?
+    {
+        None => Ok(None),
+        Some(r) => read(&c, head(&r)).await.map(Some),
+    }
+}
+
+pub(super) async fn sessions(
+    pg: &PgStore,
+    status: Option<SessionStatus>,
+    limit: u32,
+) -> Result<Vec<Session>, DbError> {
+    let c = client(pg).await?;
+    let rows = c
+        .query(
+            &format!(
+                "{HEAD} WHERE ($1::TEXT IS NULL OR status = $1) ORDER BY created_at DESC, sid LIMIT $2"
+            ),
+            &[&status.map(SessionStatus::as_str), &i64::from(limit)],
+        )
+        .await?;
+    let mut out = Vec::with_capacity(rows.len());
+    for r in &rows {
+        out.push(read(&c, head(r)).await?);
+    }
+    Ok(out)
+}
+
+pub(super) async fn close(pg: &PgStore, sid: &str) -> Result<Option<Session>, DbError> {
+    {
+        let mut c = client(pg).await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "UPDATE relay_sessions SET status = 'closed', closed_at = $2 WHERE sid = $1 AND status = 'open'",
+            &[&sid, &now_ms()],
+        )
+        .await?;
+        tx.execute(
+            "UPDATE relay_participants SET active = 0 WHERE session_sid = $1",
+            &[&sid],
+        )
+        .await?;
+        tx.commit().await?;
+    }
+    session(pg, sid).await
+}

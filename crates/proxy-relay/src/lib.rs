@@ -1,0 +1,58 @@
+//! The reference masked-number relay server for [`proxy_optout`]: Twilio webhooks in, signature
+//! checked, routed through sessions in the database, decided by the relay's async driver,
+//! effects performed in order (ledger, auto-reply, forward, notices), TwiML out.
+//!
+//! SQLite by default (one host); PostgreSQL for several instances behind a load balancer. A
+//! session admin API (bearer token), health and readiness, Prometheus metrics, and a
+//! [`Sender`] for the forwarded leg (Twilio's REST API, or a log for running without an
+//! account).
+//!
+//! ```text
+//! cargo run -p proxy-relay -- demo     # a rider/driver conversation over real signed HTTP
+//! cargo run -p proxy-relay             # serve on 127.0.0.1:8080 with ./proxy-relay.db
+//! ```
+//!
+//! The library half exists so tests (and hosts that embed the service) can start it in
+//! process:
+//!
+//! ```
+//! use clap::Parser;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let db = dir.path().join("relay.db");
+//! let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+//!     "--database", db.to_str().unwrap(), "--auth-token", "secret", "--admin-token", "0123456789abcdef"]);
+//! let config = proxy_relay::Config::from_args(&cli.serve)?;
+//! let server = proxy_relay::Server::start(&config, None).await?;
+//! assert!(server.url().starts_with("http://127.0.0.1:"));
+//! server.shutdown().await?;
+//! # Ok(()) }
+//! ```
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod db;
+pub mod demo;
+mod metrics;
+mod sender;
+mod server;
+mod sessions;
+
+pub use config::{
+    Cli, Command, Config, ConfigError, ModeArg, SenderArg, SenderConfig, ServeArgs, MIN_ADMIN_TOKEN,
+};
+pub use db::{AdminError, Claim, Database, Db, DbError, SESSION_SCHEMA, SESSION_SCHEMA_VERSION};
+pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
+pub use sender::{
+    LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent, TwilioSender,
+    SEND_ATTEMPTS, SEND_TIMEOUT,
+};
+pub use server::{
+    router, sender_for, App, Server, StartError, MAX_LIST, STATUS_CALLBACK_PATH, WEBHOOK_PATH,
+};
+pub use sessions::{
+    FieldError, NewParticipant, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
+    MAX_FRIENDLY_NAME,
+};

@@ -1,0 +1,102 @@
+//! `proxy-relay`: serve, or play the demo.
+
+#![forbid(unsafe_code)]
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use proxy_relay::{Cli, Command, Config, Server};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let demo = matches!(cli.command, Some(Command::Demo));
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| (if demo { "error" } else { "info" }).into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("proxy-relay: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if demo {
+        return match runtime.block_on(proxy_relay::demo::run()) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("proxy-relay demo: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match Config::from_args(&cli.serve) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("proxy-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> ExitCode {
+    let server = match Server::start(&config, None).await {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("proxy-relay: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    // Generated secrets are shown once, here, so the server is usable with no setup; the
+    // configured ones are never printed or logged.
+    if config.generated.contains(&"auth-token") {
+        eprintln!(
+            "proxy-relay: no --auth-token given; webhooks must be signed with this run's token: {}",
+            config.auth_tokens[0]
+        );
+    }
+    if config.generated.contains(&"admin-token") {
+        eprintln!(
+            "proxy-relay: no --admin-token given; this run's admin token: {}",
+            config.admin_token
+        );
+    }
+    println!("proxy-relay listening on {}", server.url());
+    shutdown_signal().await;
+    tracing::info!("shutting down: finishing in-flight requests");
+    match server.shutdown().await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("proxy-relay: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

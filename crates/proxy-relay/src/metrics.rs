@@ -1,0 +1,285 @@
+//! Prometheus text metrics, kept in atomics: counting costs no lock on the webhook's path.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::RwLock;
+use std::time::Duration;
+
+/// A counter with one label.
+#[derive(Debug, Default)]
+struct Family {
+    values: RwLock<BTreeMap<&'static str, AtomicU64>>,
+}
+
+impl Family {
+    fn inc(&self, label: &'static str) {
+        if let Some(v) = self
+            .values
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(label)
+        {
+            v.fetch_add(1, Relaxed);
+            return;
+        }
+        self.values
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry(label)
+            .or_default()
+            .fetch_add(1, Relaxed);
+    }
+
+    fn get(&self, label: &str) -> u64 {
+        self.values
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(label)
+            .map_or(0, |v| v.load(Relaxed))
+    }
+
+    fn render(&self, out: &mut String, name: &str, label: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter");
+        for (l, v) in self
+            .values
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(out, "{name}{{{label}=\"{l}\"}} {}", v.load(Relaxed));
+        }
+    }
+}
+
+/// Upper bounds of the latency histogram, in seconds.
+pub const LATENCY_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
+];
+
+#[derive(Debug, Default)]
+struct Histogram {
+    buckets: [AtomicU64; LATENCY_BUCKETS.len()],
+    count: AtomicU64,
+    sum_micros: AtomicU64,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        for (b, bound) in self.buckets.iter().zip(LATENCY_BUCKETS) {
+            if secs <= bound {
+                b.fetch_add(1, Relaxed);
+            }
+        }
+        self.count.fetch_add(1, Relaxed);
+        self.sum_micros
+            .fetch_add(u64::try_from(d.as_micros()).unwrap_or(u64::MAX), Relaxed);
+    }
+}
+
+/// The server's metrics. Shared by every request; rendered by `GET /metrics`.
+///
+/// ```
+/// let m = proxy_relay::Metrics::default();
+/// m.message("forwarded");
+/// assert_eq!(m.messages("forwarded"), 1);
+/// assert!(m.render().contains("proxy_relay_messages_total{outcome=\"forwarded\"} 1"));
+/// ```
+#[derive(Debug, Default)]
+pub struct Metrics {
+    messages: Family,
+    keyword_drops: Family,
+    refusals: Family,
+    store_errors: Family,
+    send_errors: Family,
+    rejected: Family,
+    notices: Family,
+    latency: [Histogram; ROUTES.len()],
+}
+
+/// The route labels of the latency histogram.
+pub const ROUTES: [&str; 6] = [
+    "webhook",
+    "status_callback",
+    "admin",
+    "health",
+    "metrics",
+    "other",
+];
+
+impl Metrics {
+    /// Counts one handled inbound message by outcome (`forwarded`, `refused`, `replayed`, or a
+    /// withheld reason such as `keyword_dropped`).
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().message("replayed");
+    /// ```
+    pub fn message(&self, outcome: &'static str) {
+        self.messages.inc(outcome);
+    }
+
+    /// How many messages had `outcome`.
+    ///
+    /// ```
+    /// assert_eq!(proxy_relay::Metrics::default().messages("forwarded"), 0);
+    /// ```
+    #[must_use]
+    pub fn messages(&self, outcome: &str) -> u64 {
+        self.messages.get(outcome)
+    }
+
+    /// Counts a keyword the relay did not forward, by category (`stop`, `start`, `help`).
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().keyword_drop("stop");
+    /// ```
+    pub fn keyword_drop(&self, category: &'static str) {
+        self.keyword_drops.inc(category);
+    }
+
+    /// Counts a 21610 refusal by where it was learnt (`ledger`, `rest`, `status_callback`).
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().refusal("rest");
+    /// ```
+    pub fn refusal(&self, source: &'static str) {
+        self.refusals.inc(source);
+    }
+
+    /// How many 21610 refusals came from `source`.
+    ///
+    /// ```
+    /// assert_eq!(proxy_relay::Metrics::default().refusals("rest"), 0);
+    /// ```
+    #[must_use]
+    pub fn refusals(&self, source: &str) -> u64 {
+        self.refusals.get(source)
+    }
+
+    /// Counts a database failure by operation.
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().store_error("ledger");
+    /// ```
+    pub fn store_error(&self, operation: &'static str) {
+        self.store_errors.inc(operation);
+    }
+
+    /// Counts a send that reached no verdict, by sender.
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().send_error("twilio");
+    /// ```
+    pub fn send_error(&self, sender: &'static str) {
+        self.send_errors.inc(sender);
+    }
+
+    /// Counts a refused webhook request by reason (`signature`, `form`, `content_type`…).
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().rejected("signature");
+    /// ```
+    pub fn rejected(&self, reason: &'static str) {
+        self.rejected.inc(reason);
+    }
+
+    /// Counts a debugger notice by code.
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().notice("80901");
+    /// ```
+    pub fn notice(&self, code: &'static str) {
+        self.notices.inc(code);
+    }
+
+    /// Records one request's latency under a [`ROUTES`] label (unknown labels count as `other`).
+    ///
+    /// ```
+    /// proxy_relay::Metrics::default().observe("webhook", std::time::Duration::from_millis(2));
+    /// ```
+    pub fn observe(&self, route: &str, latency: Duration) {
+        let i = ROUTES
+            .iter()
+            .position(|r| *r == route)
+            .unwrap_or(ROUTES.len() - 1);
+        self.latency[i].observe(latency);
+    }
+
+    /// The Prometheus text exposition.
+    ///
+    /// ```
+    /// assert!(proxy_relay::Metrics::default().render().contains("# TYPE proxy_relay_request_duration_seconds histogram"));
+    /// ```
+    #[must_use]
+    pub fn render(&self) -> String {
+        let mut out = String::with_capacity(4096);
+        self.messages.render(
+            &mut out,
+            "proxy_relay_messages_total",
+            "outcome",
+            "Inbound messages handled, by outcome.",
+        );
+        self.keyword_drops.render(
+            &mut out,
+            "proxy_relay_keyword_drops_total",
+            "category",
+            "Keywords not forwarded (80901), by category.",
+        );
+        self.refusals.render(
+            &mut out,
+            "proxy_relay_refusals_21610_total",
+            "source",
+            "Sends refused with 21610, by where it was learnt.",
+        );
+        self.store_errors.render(
+            &mut out,
+            "proxy_relay_store_errors_total",
+            "operation",
+            "Database failures, by operation.",
+        );
+        self.send_errors.render(
+            &mut out,
+            "proxy_relay_send_errors_total",
+            "sender",
+            "Sends that reached no verdict.",
+        );
+        self.rejected.render(
+            &mut out,
+            "proxy_relay_rejected_requests_total",
+            "reason",
+            "Webhook requests refused before handling.",
+        );
+        self.notices.render(
+            &mut out,
+            "proxy_relay_notices_total",
+            "code",
+            "Debugger notices raised.",
+        );
+        let name = "proxy_relay_request_duration_seconds";
+        let _ = writeln!(
+            out,
+            "# HELP {name} HTTP request latency.\n# TYPE {name} histogram"
+        );
+        for (route, h) in ROUTES.iter().zip(&self.latency) {
+            for (b, bound) in h.buckets.iter().zip(LATENCY_BUCKETS) {
+                let _ = writeln!(
+                    out,
+                    "{name}_bucket{{route=\"{route}\",le=\"{bound}\"}} {}",
+                    b.load(Relaxed)
+                );
+            }
+            let count = h.count.load(Relaxed);
+            let _ = writeln!(
+                out,
+                "{name}_bucket{{route=\"{route}\",le=\"+Inf\"}} {count}"
+            );
+            let sum = h.sum_micros.load(Relaxed) as f64 / 1e6;
+            let _ = writeln!(
+                out,
+                "{name}_sum{{route=\"{route}\"}} {sum}\n{name}_count{{route=\"{route}\"}} {count}"
+            );
+        }
+        out
+    }
+}
