@@ -129,10 +129,10 @@ impl Metrics {
         self.messages.get(outcome)
     }
 
-    /// Counts a keyword the relay did not forward, by category (`stop`, `start`, `help`).
+    /// Counts a keyword the relay did not forward, by category (`opt_out`, `opt_in`, `help`).
     ///
     /// ```
-    /// proxy_relay::Metrics::default().keyword_drop("stop");
+    /// proxy_relay::Metrics::default().keyword_drop("opt_out");
     /// ```
     pub fn keyword_drop(&self, category: &'static str) {
         self.keyword_drops.inc(category);

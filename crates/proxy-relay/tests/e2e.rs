@@ -1,0 +1,698 @@
+//! The server over real HTTP on loopback, with a real SQLite file (and the real PostgreSQL
+//! server where `PROXY_OPTOUT_PG_URL` is set), sending through a fake Twilio REST API.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{client, config, start_with_twilio, FakeTwilio, ADMIN_TOKEN, AUTH_TOKEN};
+use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+use proxy_optout_twilio::{sign, Form, EMPTY};
+use proxy_relay::demo::TwilioClient;
+use proxy_relay::{Server, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
+
+const RIDER: &str = "+15551110001";
+const DRIVER: &str = "+15552220002";
+
+async fn state(server: &Server, proxy: &str, participant: &str) -> OptState {
+    server
+        .app()
+        .db()
+        .state(LedgerKey::new(proxy, participant))
+        .await
+        .unwrap()
+}
+
+/// Rows in every table the webhook or the admin API could touch.
+async fn snapshot(server: &Server) -> Vec<i64> {
+    let store = server.app().db().sqlite().expect("a SQLite server").clone();
+    tokio::task::spawn_blocking(move || {
+        [
+            "SELECT count(*) FROM processed_messages",
+            "SELECT count(*) FROM opt_out_ledger",
+            "SELECT count(*) FROM relay_sessions",
+            "SELECT count(*) FROM relay_sessions WHERE status = 'open'",
+            "SELECT count(*) FROM relay_participants WHERE active = 1",
+        ]
+        .iter()
+        .map(|q| {
+            store
+                .with_connection(|c| c.query_row(q, [], |r| r.get(0)))
+                .unwrap()
+        })
+        .collect()
+    })
+    .await
+    .unwrap()
+}
+
+async fn conversation(database: &str) {
+    let fake = FakeTwilio::start().await;
+    let server = start_with_twilio(database, &fake, &[]).await;
+    let c = client(&server);
+    let session = c.create_session("ride-1", RIDER, DRIVER).await.unwrap();
+    let rp = session.participants[0].proxy_identifier.clone();
+    let dp = session.participants[1].proxy_identifier.clone();
+    assert_eq!(rp, "+15550000100");
+
+    // An ordinary message: forwarded through REST from the driver's proxy number; empty TwiML.
+    let a = c
+        .message(RIDER, &rp, "I'm at the north entrance")
+        .await
+        .unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(
+        (sent[0].from.as_str(), sent[0].to.as_str()),
+        (dp.as_str(), DRIVER)
+    );
+    assert_eq!(sent[0].body, "I'm at the north entrance");
+    assert_eq!(
+        sent[0].status_callback.as_deref(),
+        Some(format!("{}{STATUS_CALLBACK_PATH}", server.url()).as_str())
+    );
+    assert!(
+        sent[0].idempotency_key.starts_with("SM") && sent[0].idempotency_key.ends_with("-forward")
+    );
+
+    // STOP: not forwarded, confirmed in TwiML, recorded for (driver's proxy, driver).
+    let a = c.message(DRIVER, &dp, "STOP").await.unwrap();
+    assert_eq!(a.status, 200);
+    assert!(a.reply().unwrap().contains("unsubscribed"), "{}", a.body);
+    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+
+    // The rider again: refused with 21610 by the ledger; Twilio is not even called.
+    let calls = fake.calls();
+    let a = c.message(RIDER, &rp, "Are you close?").await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    assert_eq!(fake.calls(), calls);
+    assert_eq!(server.app().metrics().refusals("ledger"), 1);
+
+    // HELP while opted out: passed on to the rider, no help text to an opted-out pair.
+    let a = c.message(DRIVER, &dp, "HELP").await.unwrap();
+    assert_eq!((a.status, a.reply()), (200, None));
+    assert_eq!(fake.sent().last().unwrap().to, RIDER);
+    assert_eq!(fake.sent().last().unwrap().body, "HELP");
+
+    // START: confirmed, recorded, forwarded.
+    let a = c.message(DRIVER, &dp, "START").await.unwrap();
+    assert!(a.reply().unwrap().contains("re-subscribed"), "{}", a.body);
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedIn);
+    let a = c.message(RIDER, &rp, "See you soon").await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(fake.sent().last().unwrap().body, "See you soon");
+
+    // The platform refuses a send with 21610 (the rider opted out at Twilio directly): the
+    // ledger learns it, and the next message is refused without a call.
+    fake.refuse(RIDER);
+    let before = fake.sent().len();
+    let a = c.message(DRIVER, &dp, "2 minutes away").await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(fake.sent().len(), before);
+    assert_eq!(state(&server, &rp, RIDER).await, OptState::OptedOut);
+    assert_eq!(server.app().metrics().refusals("rest"), 1);
+    let calls = fake.calls();
+    let a = c.message(DRIVER, &dp, "here now").await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(fake.calls(), calls);
+
+    // A status callback carrying 21610 (a Messaging Service send failing later).
+    let cb = Form::from_pairs([
+        ("MessageSid", "SM00000000000000000000000000000099"),
+        ("MessageStatus", "undelivered"),
+        ("ErrorCode", "21610"),
+        ("From", dp.as_str()),
+        ("To", DRIVER),
+    ]);
+    let a = c.post_form(STATUS_CALLBACK_PATH, &cb, None).await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+    assert_eq!(server.app().metrics().refusals("status_callback"), 1);
+
+    // WhatsApp: keywords pass through as text.
+    let wa = c
+        .create_session("order-7", "whatsapp:+15553330003", "whatsapp:+15554440004")
+        .await
+        .unwrap();
+    assert_eq!(wa.participants[0].proxy_identifier, "whatsapp:+15550000100");
+    let a = c
+        .message(
+            "whatsapp:+15553330003",
+            &wa.participants[0].proxy_identifier,
+            "STOP",
+        )
+        .await
+        .unwrap();
+    assert_eq!((a.status, a.reply()), (200, None));
+    let last = fake.sent().last().unwrap().clone();
+    assert_eq!(
+        (last.to.as_str(), last.body.as_str()),
+        ("whatsapp:+15554440004", "STOP")
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    conversation(dir.path().join("r.db").to_str().unwrap()).await;
+}
+
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conversation_on_postgres() {
+    let url = common::fresh_pg_database("conversation").await.unwrap();
+    conversation(&url).await;
+}
+
+async fn sqlite_server(fake: &FakeTwilio) -> (tempfile::TempDir, Server, TwilioClient) {
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_twilio(dir.path().join("r.db").to_str().unwrap(), fake, &[]).await;
+    let c = client(&server);
+    (dir, server, c)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_webhook_gets_the_same_answer_and_sends_nothing_twice() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let (rp, dp) = (
+        &s.participants[0].proxy_identifier,
+        &s.participants[1].proxy_identifier,
+    );
+    for body in ["on my way", "STOP", "START"] {
+        let (from, to) = if body == "on my way" {
+            (RIDER, rp)
+        } else {
+            (DRIVER, dp)
+        };
+        let form = c.message_form(&c.next_sid(), from, to, body);
+        let first = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+        let sends = fake.sent().len();
+        let before = snapshot(&server).await;
+        for _ in 0..3 {
+            let again = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+            assert_eq!(again, first, "{body}");
+        }
+        assert_eq!(fake.sent().len(), sends, "{body}");
+        assert_eq!(snapshot(&server).await, before, "{body}");
+    }
+    assert_eq!(
+        fake.sent().len(),
+        2,
+        "the message and START were each sent once"
+    );
+    assert_eq!(server.app().metrics().messages("replayed"), 9);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let dp = s.participants[1].proxy_identifier.clone();
+    let before = snapshot(&server).await;
+    let form = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
+    let url = format!("{}{WEBHOOK_PATH}", server.url());
+    let good = sign(AUTH_TOKEN, &url, &form);
+
+    // Forged: a signature made with another token.
+    let forged = sign("not-the-token", &url, &form);
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &form, Some(&forged))
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    // Tampered: signed, then the body changed.
+    let tampered = c.message_form(form.get("MessageSid").unwrap(), DRIVER, &dp, "STOP ALL");
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &tampered, Some(&good))
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    // Wrong URL: signed for another host.
+    let elsewhere = sign(AUTH_TOKEN, "https://evil.example/twilio/sms", &form);
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &form, Some(&elsewhere))
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+    // Missing header: 400.
+    let r = c
+        .http()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form.encode())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    // The status callback is checked the same way.
+    let cb = Form::from_pairs([
+        ("MessageStatus", "failed"),
+        ("ErrorCode", "21610"),
+        ("From", dp.as_str()),
+        ("To", DRIVER),
+    ]);
+    assert_eq!(
+        c.post_form(STATUS_CALLBACK_PATH, &cb, Some(&forged))
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+
+    assert_eq!(snapshot(&server).await, before);
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedIn);
+    assert!(fake.sent().is_empty());
+    // The genuine one still works afterwards.
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &form, Some(&good))
+            .await
+            .unwrap()
+            .status,
+        200
+    );
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_calls_without_the_right_token_get_401_and_change_nothing() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let before = snapshot(&server).await;
+    let base = server.url();
+    let body = serde_json::json!({"participants": [{"identifier": "+1555000"}, {"identifier": "+1555001"}]});
+    let near_miss = format!("{}x", ADMIN_TOKEN);
+    let headers: [Option<String>; 5] = [
+        None,
+        Some("Bearer wrong-token-0123456789".into()),
+        Some(format!("Bearer {near_miss}")),
+        Some(format!("Basic {ADMIN_TOKEN}")),
+        Some(ADMIN_TOKEN.to_owned()),
+    ];
+    for h in &headers {
+        let calls = [
+            c.http().post(format!("{base}/v1/sessions")).json(&body),
+            c.http().get(format!("{base}/v1/sessions")),
+            c.http().get(format!("{base}/v1/sessions/{}", s.sid)),
+            c.http().post(format!("{base}/v1/sessions/{}/close", s.sid)),
+            c.http().delete(format!("{base}/v1/sessions/{}", s.sid)),
+        ];
+        for call in calls {
+            let call = match h {
+                Some(v) => call.header("authorization", v),
+                None => call,
+            };
+            let r = call.send().await.unwrap();
+            assert_eq!(r.status().as_u16(), 401, "{h:?}");
+            assert_eq!(r.headers()["www-authenticate"], "Bearer");
+            let text = r.text().await.unwrap();
+            assert!(!text.contains(ADMIN_TOKEN), "the token is never echoed");
+        }
+    }
+    assert_eq!(snapshot(&server).await, before);
+    server.shutdown().await.unwrap();
+}
+
+async fn admin(
+    c: &TwilioClient,
+    method: reqwest::Method,
+    url: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = c.http().request(method, url).bearer_auth(ADMIN_TOKEN);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let r = req.send().await.unwrap();
+    let status = r.status().as_u16();
+    (status, r.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let server = Server::start(
+        &config(
+            db.to_str().unwrap(),
+            &["--proxy-numbers", "+15550000100,+15550000101"],
+        ),
+        None,
+    )
+    .await
+    .unwrap();
+    let c = client(&server);
+    let base = format!("{}/v1/sessions", server.url());
+    let post = reqwest::Method::POST;
+    let pair = |a: &str, b: &str| serde_json::json!({"participants": [{"identifier": a, "friendly_name": "rider"}, {"identifier": b}]});
+
+    let (st, s1) = admin(&c, post.clone(), &base, Some(pair(RIDER, DRIVER))).await;
+    assert_eq!(st, 201);
+    let sid = s1["sid"].as_str().unwrap().to_owned();
+    assert!(sid.starts_with("KS") && sid.len() == 34);
+    assert_eq!(s1["status"], "open");
+    assert_eq!(s1["participants"][0]["friendly_name"], "rider");
+    // The same rider again gets the next pool number; a third time, the pool is exhausted.
+    let (st, s2) = admin(&c, post.clone(), &base, Some(pair(RIDER, "+15553330003"))).await;
+    assert_eq!(st, 201);
+    assert_eq!(s2["participants"][0]["proxy_identifier"], "+15550000101");
+    let (st, e) = admin(&c, post.clone(), &base, Some(pair(RIDER, "+15554440004"))).await;
+    assert_eq!(st, 409);
+    assert_eq!(e["error"]["field"], "participants[0].identifier");
+
+    let (st, got) = admin(&c, reqwest::Method::GET, &format!("{base}/{sid}"), None).await;
+    assert_eq!((st, &got), (200, &s1));
+    let (st, list) = admin(
+        &c,
+        reqwest::Method::GET,
+        &format!("{base}?status=open&limit=10"),
+        None,
+    )
+    .await;
+    assert_eq!(st, 200);
+    assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
+
+    // Closing frees the pair: messages are out of session, the number can be given again.
+    let (st, closed) = admin(&c, post.clone(), &format!("{base}/{sid}/close"), None).await;
+    assert_eq!((st, closed["status"].as_str()), (200, Some("closed")));
+    assert!(closed["closed_at_ms"].as_i64().is_some());
+    let a = c.message(RIDER, "+15550000100", "hello?").await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    let (st, list) = admin(
+        &c,
+        reqwest::Method::GET,
+        &format!("{base}?status=closed"),
+        None,
+    )
+    .await;
+    assert_eq!((st, list["sessions"].as_array().unwrap().len()), (200, 1));
+    let (st, s3) = admin(&c, post.clone(), &base, Some(pair(RIDER, "+15554440004"))).await;
+    assert_eq!(
+        (st, s3["participants"][0]["proxy_identifier"].as_str()),
+        (201, Some("+15550000100"))
+    );
+
+    // Unknown sessions: 404 naming the id.
+    for (m, u) in [
+        (reqwest::Method::GET, format!("{base}/KSnope")),
+        (post.clone(), format!("{base}/KSnope/close")),
+        (reqwest::Method::DELETE, format!("{base}/KSnope")),
+    ] {
+        let (st, e) = admin(&c, m, &u, None).await;
+        assert_eq!(st, 404);
+        assert!(e["error"]["message"].as_str().unwrap().contains("KSnope"));
+    }
+
+    // Bad requests: 400 naming the field.
+    let cases = [
+        (
+            serde_json::json!({"participants": [{"identifier": RIDER}]}),
+            "participants",
+        ),
+        (
+            serde_json::json!({"participants": [{"identifier": RIDER}, {"identifier": " +1555"}]}),
+            "participants[1].identifier",
+        ),
+        (
+            serde_json::json!({"participants": [{"identifier": RIDER}, {"identifier": RIDER}]}),
+            "participants[1].identifier",
+        ),
+        (
+            serde_json::json!({"participants": [{"identifier": RIDER}, {"identifier": "+1666", "proxy_identifier": "+19999"}]}),
+            "participants[1].proxy_identifier",
+        ),
+        (
+            serde_json::json!({"participants": [], "colour": "red"}),
+            "colour",
+        ),
+        (serde_json::json!({"unique_name": "x"}), "participants"),
+        (
+            serde_json::json!({"unique_name": "", "participants": [{"identifier": "+1a"}, {"identifier": "+1b"}]}),
+            "unique_name",
+        ),
+    ];
+    let before = snapshot(&server).await;
+    for (body, field) in cases {
+        let (st, e) = admin(&c, post.clone(), &base, Some(body.clone())).await;
+        assert_eq!(st, 400, "{body}");
+        assert_eq!(e["error"]["field"], field, "{body}: {e}");
+    }
+    let (st, _) = admin(&c, reqwest::Method::GET, &format!("{base}?limit=0"), None).await;
+    assert_eq!(st, 400);
+    let (st, e) = admin(
+        &c,
+        reqwest::Method::GET,
+        &format!("{base}?status=pending"),
+        None,
+    )
+    .await;
+    assert_eq!((st, e["error"]["field"].as_str()), (400, Some("status")));
+    // A name taken: 409.
+    let named = serde_json::json!({"unique_name": "ride-9", "participants": [{"identifier": "+1a"}, {"identifier": "+1b"}]});
+    assert_eq!(
+        admin(&c, post.clone(), &base, Some(named.clone())).await.0,
+        201
+    );
+    let (st, e) = admin(&c, post.clone(), &base, Some(named)).await;
+    assert_eq!(
+        (st, e["error"]["field"].as_str()),
+        (409, Some("unique_name"))
+    );
+    // Not JSON: 415.
+    let r = c
+        .http()
+        .post(&base)
+        .bearer_auth(ADMIN_TOKEN)
+        .body("participants=2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    assert_eq!(
+        snapshot(&server).await[2],
+        before[2] + 1,
+        "only the named session was created"
+    );
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_and_mistyped_webhooks_are_refused() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let url = format!("{}{WEBHOOK_PATH}", server.url());
+    let before = snapshot(&server).await;
+    let big = format!("Body={}", "a".repeat(70 * 1024));
+    let r = c
+        .http()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", "x")
+        .body(big)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let r = c
+        .http()
+        .post(&url)
+        .header("content-type", "application/json")
+        .header("x-twilio-signature", "x")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    let r = c
+        .http()
+        .post(&url)
+        .header("x-twilio-signature", "x")
+        .body("From=%2B1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 415);
+    // Signed but missing From: 400.
+    let form = Form::from_pairs([("MessageSid", "SM1"), ("To", "+1P"), ("Body", "hi")]);
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &form, None).await.unwrap().status,
+        400
+    );
+    // Not even a form: 400.
+    let r = c
+        .http()
+        .post(&url)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", "x")
+        .body("%zz=1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 400);
+    assert_eq!(snapshot(&server).await, before);
+    // Unknown routes.
+    let r = c
+        .http()
+        .get(format!("{}/nothing-here", server.url()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 404);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let (rp, dp) = (
+        s.participants[0].proxy_identifier.clone(),
+        s.participants[1].proxy_identifier.clone(),
+    );
+    // The ledger table disappears (a restored backup without it, an operator's mistake).
+    let store = server.app().db().sqlite().unwrap().clone();
+    store
+        .with_connection(|c| c.execute_batch("ALTER TABLE opt_out_ledger RENAME TO ledger_away"))
+        .unwrap();
+    let stop = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
+    let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
+    assert_eq!(a.status, 503);
+    assert!(a.reply().is_none(), "no confirmation: {}", a.body);
+    let msg = c.message_form(&c.next_sid(), RIDER, &rp, "hello");
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &msg, None).await.unwrap().status,
+        503
+    );
+    assert!(
+        fake.sent().is_empty(),
+        "nothing forwarded while the recipient's state is unknown"
+    );
+    assert!(server
+        .app()
+        .metrics()
+        .render()
+        .contains("proxy_relay_store_errors_total{operation=\"ledger\"} 2"));
+    // The store comes back; Twilio's retries are handled in full (the claims were released).
+    store
+        .with_connection(|c| c.execute_batch("ALTER TABLE ledger_away RENAME TO opt_out_ledger"))
+        .unwrap();
+    let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
+    assert!(a.status == 200 && a.reply().is_some());
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &msg, None).await.unwrap().status,
+        200
+    );
+    assert_eq!(server.app().metrics().refusals("ledger"), 1);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_they_run_out() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let rp = s.participants[0].proxy_identifier.clone();
+    fake.fail_next(2);
+    let a = c.message(RIDER, &rp, "first").await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!((fake.calls(), fake.sent().len()), (3, 1));
+
+    fake.fail_next(100);
+    let form = c.message_form(&c.next_sid(), RIDER, &rp, "second");
+    let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+    assert_eq!(a.status, 503);
+    assert_eq!(fake.calls(), 6, "three attempts, then give up");
+    assert_eq!(fake.sent().len(), 1);
+    fake.fail_next(0);
+    let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+    assert_eq!(a.status, 200);
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        sent[1].idempotency_key,
+        format!("{}-forward", form.get("MessageSid").unwrap())
+    );
+    assert!(server
+        .app()
+        .metrics()
+        .render()
+        .contains("proxy_relay_send_errors_total{sender=\"twilio\"} 1"));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_readiness_and_metrics_answer_without_a_token() {
+    let fake = FakeTwilio::start().await;
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    c.message(DRIVER, &s.participants[1].proxy_identifier, "STOP")
+        .await
+        .unwrap();
+    c.message(RIDER, &s.participants[0].proxy_identifier, "hi")
+        .await
+        .unwrap();
+    let get = |p: &str| c.http().get(format!("{}{p}", server.url())).send();
+    assert_eq!(get("/healthz").await.unwrap().status().as_u16(), 200);
+    assert_eq!(get("/readyz").await.unwrap().status().as_u16(), 200);
+    let m = get("/metrics").await.unwrap();
+    assert!(m.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain"));
+    let text = m.text().await.unwrap();
+    for line in [
+        "proxy_relay_messages_total{outcome=\"keyword_dropped\"} 1",
+        "proxy_relay_messages_total{outcome=\"refused\"} 1",
+        "proxy_relay_keyword_drops_total{category=\"opt_out\"} 1",
+        "proxy_relay_refusals_21610_total{source=\"ledger\"} 1",
+        "proxy_relay_notices_total{code=\"80901\"} 1",
+        "proxy_relay_request_duration_seconds_count{route=\"webhook\"} 2",
+        "proxy_relay_request_duration_seconds_count{route=\"admin\"} 1",
+    ] {
+        assert!(text.contains(line), "{line} missing from\n{text}");
+    }
+    // Bodies never reach the metrics.
+    assert!(!text.contains("STOP") && !text.contains("hi\""));
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_concurrent_redelivery_waits_for_the_first() {
+    let fake = FakeTwilio::start().await;
+    fake.delay(Duration::from_millis(400));
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let form = c.message_form(
+        &c.next_sid(),
+        RIDER,
+        &s.participants[0].proxy_identifier,
+        "hi",
+    );
+    let (a, b) = tokio::join!(c.post_form(WEBHOOK_PATH, &form, None), async {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        c.post_form(WEBHOOK_PATH, &form, None).await
+    });
+    assert_eq!(a.unwrap().status, 200);
+    let b = b.unwrap();
+    assert_eq!(b.status, 503, "in progress elsewhere: retry later");
+    assert_eq!(fake.sent().len(), 1);
+    server.shutdown().await.unwrap();
+}
