@@ -1,5 +1,9 @@
 //! The HTTP service: the Twilio webhooks, the session admin API, health, readiness, metrics.
 
+// The early returns of a handler are axum `Response`s; boxing them would cost an allocation
+// per refused request for nothing.
+#![allow(clippy::result_large_err)]
+
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;

@@ -1,0 +1,317 @@
+//! The `proxy-relay` binary as a process: SIGTERM finishes in-flight requests, SIGKILL loses no
+//! acknowledged opt-out, and two processes share one PostgreSQL database.
+
+mod common;
+
+use std::path::Path;
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{FakeTwilio, ACCOUNT_SID, ADMIN_TOKEN, AUTH_TOKEN};
+use proxy_optout::{LedgerKey, OptOutStore, OptState};
+use proxy_relay::demo::TwilioClient;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+struct Proc {
+    child: Child,
+    url: String,
+}
+
+impl Proc {
+    async fn spawn(database: &str, extra: &[&str]) -> Proc {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_proxy-relay"))
+            .args(["--listen", "127.0.0.1:0", "--database", database])
+            .args(["--auth-token", AUTH_TOKEN, "--admin-token", ADMIN_TOKEN])
+            .args(extra)
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line())
+            .await
+            .expect("the server printed its address")
+            .unwrap()
+            .expect("the server exited before listening");
+        let url = line
+            .strip_prefix("proxy-relay listening on ")
+            .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+            .to_owned();
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Proc { child, url }
+    }
+
+    fn client(&self) -> TwilioClient {
+        TwilioClient::new(&self.url, &self.url, AUTH_TOKEN, ADMIN_TOKEN)
+    }
+
+    fn signal(&self, name: &str) {
+        let pid = self.child.id().expect("running").to_string();
+        let status = std::process::Command::new("kill")
+            .args([name, &pid])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+}
+
+fn twilio_args(fake: &FakeTwilio) -> Vec<String> {
+    [
+        "--sender",
+        "twilio",
+        "--twilio-account-sid",
+        ACCOUNT_SID,
+        "--twilio-api-url",
+        &fake.url,
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_lets_in_flight_requests_finish_then_exits() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let fake = FakeTwilio::start().await;
+    fake.delay(Duration::from_millis(1500));
+    let args = twilio_args(&fake);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let mut p = Proc::spawn(db.to_str().unwrap(), &args).await;
+    let c = p.client();
+    let s = c
+        .create_session("r", "+15551110001", "+15552220002")
+        .await
+        .unwrap();
+    let proxy = s.participants[0].proxy_identifier.clone();
+    let in_flight =
+        tokio::spawn(async move { c.message("+15551110001", &proxy, "slow one").await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    p.signal("-TERM");
+    let answer = in_flight
+        .await
+        .unwrap()
+        .expect("the in-flight request was answered");
+    assert_eq!(answer.status, 200);
+    assert_eq!(fake.sent().len(), 1);
+    let status = tokio::time::timeout(Duration::from_secs(10), p.child.wait())
+        .await
+        .expect("exited after the in-flight request")
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+    assert!(
+        reqwest::get(format!("{}/healthz", p.url)).await.is_err(),
+        "no longer listening"
+    );
+}
+
+fn ledger_state(db: &Path, proxy: &str, participant: &str) -> OptState {
+    let store = proxy_optout_sqlite::SqliteStore::open(db).unwrap();
+    store.state(LedgerKey::new(proxy, participant)).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_loses_no_acknowledged_opt_out() {
+    const PAIRS: usize = 4;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let drivers: Vec<String> = (0..PAIRS).map(|k| format!("+1555222000{k}")).collect();
+    let mut proxies = Vec::new();
+    let mut acked: Vec<Option<OptState>> = vec![None; PAIRS];
+    let mut total_acked = 0;
+    let mut i = 0usize;
+    for round in 0..4u64 {
+        let mut p = Proc::spawn(db.to_str().unwrap(), &[]).await;
+        let c = p.client();
+        if round == 0 {
+            for (k, d) in drivers.iter().enumerate() {
+                let s = c
+                    .create_session(&format!("ride-{k}"), &format!("+1555111000{k}"), d)
+                    .await
+                    .unwrap();
+                proxies.push(s.participants[1].proxy_identifier.clone());
+            }
+        }
+        // Everything acknowledged before this process started is still in force.
+        let ready = c
+            .http()
+            .get(format!("{}/readyz", p.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(ready.status().as_u16(), 200);
+        let pid = p.child.id().unwrap();
+        let killer = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(150 + 120 * round)).await;
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        });
+        let in_flight = loop {
+            let k = i % PAIRS;
+            let (body, meant) = if (i / PAIRS) % 2 == 0 {
+                ("STOP", OptState::OptedOut)
+            } else {
+                ("START", OptState::OptedIn)
+            };
+            match c.message(&drivers[k], &proxies[k], body).await {
+                Ok(a) if a.status == 200 && a.reply().is_some() => {
+                    acked[k] = Some(meant);
+                    total_acked += 1;
+                    i += 1;
+                }
+                Ok(a) => panic!("unexpected answer {a:?}"),
+                // The connection died with the process: this message's fate is unknown.
+                Err(_) => break Some((k, meant)),
+            }
+        };
+        killer.await.unwrap();
+        let _ = p.child.wait().await;
+        for k in 0..PAIRS {
+            let now = ledger_state(&db, &proxies[k], &drivers[k]);
+            let expected = acked[k].unwrap_or(OptState::OptedIn);
+            match in_flight {
+                // The message in flight at the kill may or may not have been recorded.
+                Some((f, meant)) if f == k => {
+                    assert!(now == expected || now == meant, "pair {k}: {now:?}")
+                }
+                _ => assert_eq!(now, expected, "pair {k} after kill {round}"),
+            }
+            // Resynchronise on what the database says, for the next round's expectations.
+            acked[k] = Some(now);
+        }
+        i += 1;
+    }
+    assert!(
+        total_acked >= 8,
+        "the kills came too early to test anything ({total_acked} acknowledged)"
+    );
+}
+
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_processes_share_one_postgres_database() {
+    let url = common::fresh_pg_database("two_instances").await.unwrap();
+    let fake = FakeTwilio::start().await;
+    let args = twilio_args(&fake);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    // Both start (and migrate) at once.
+    let (a, b) = tokio::join!(Proc::spawn(&url, &args), Proc::spawn(&url, &args));
+    let (ca, cb) = (a.client(), b.client());
+
+    // A STOP through A makes B refuse the next message to that driver with 21610.
+    let s = ca
+        .create_session("ride-1", "+15551110001", "+15552220002")
+        .await
+        .unwrap();
+    let (rp, dp) = (
+        s.participants[0].proxy_identifier.clone(),
+        s.participants[1].proxy_identifier.clone(),
+    );
+    let stop = ca.message("+15552220002", &dp, "STOP").await.unwrap();
+    assert!(stop.status == 200 && stop.reply().is_some());
+    let calls = fake.calls();
+    let refused = cb
+        .message("+15551110001", &rp, "are you there?")
+        .await
+        .unwrap();
+    assert_eq!(refused.status, 200);
+    assert_eq!(
+        fake.calls(),
+        calls,
+        "B did not try to send to the opted-out driver"
+    );
+    let metrics = cb
+        .http()
+        .get(format!("{}/metrics", b.url))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("proxy_relay_refusals_21610_total{source=\"ledger\"} 1"),
+        "{metrics}"
+    );
+
+    // A webhook redelivered to the other instance gets the first answer.
+    let form = ca.message_form(&ca.next_sid(), "+15552220002", &dp, "START");
+    let first = ca
+        .post_form(proxy_relay::WEBHOOK_PATH, &form, None)
+        .await
+        .unwrap();
+    let again = cb
+        .post_form(proxy_relay::WEBHOOK_PATH, &form, None)
+        .await
+        .unwrap();
+    assert_eq!(first, again);
+    assert_eq!(fake.sent().len(), 1, "START was forwarded once");
+
+    // Concurrent STOP/START streams, each pair alternating between the instances: every pair
+    // ends in the state of its last acknowledged message.
+    const PAIRS: usize = 6;
+    let mut sessions = Vec::new();
+    for k in 0..PAIRS {
+        let s = cb
+            .create_session(
+                &format!("stream-{k}"),
+                &format!("+1555333000{k}"),
+                &format!("+1555444000{k}"),
+            )
+            .await
+            .unwrap();
+        sessions.push((
+            format!("+1555444000{k}"),
+            s.participants[1].proxy_identifier.clone(),
+        ));
+    }
+    let mut tasks = Vec::new();
+    for (k, (driver, proxy)) in sessions.iter().cloned().enumerate() {
+        let (ua, ub) = (a.url.clone(), b.url.clone());
+        tasks.push(tokio::spawn(async move {
+            let clients = [
+                TwilioClient::new(&ua, &ua, AUTH_TOKEN, ADMIN_TOKEN),
+                TwilioClient::new(&ub, &ub, AUTH_TOKEN, ADMIN_TOKEN),
+            ];
+            let mut last = OptState::OptedIn;
+            for n in 0..12usize {
+                // A different pattern per pair, so pairs end in different states.
+                let stop = (n * 7 + k * 3) % 5 < 2;
+                let body = if stop { "STOP" } else { "START" };
+                let answer = clients[(n + k) % 2]
+                    .message(&driver, &proxy, body)
+                    .await
+                    .unwrap();
+                assert_eq!(answer.status, 200);
+                last = if stop {
+                    OptState::OptedOut
+                } else {
+                    OptState::OptedIn
+                };
+            }
+            (driver, proxy, last)
+        }));
+    }
+    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    for t in tasks {
+        let (driver, proxy, last) = t.await.unwrap();
+        let row = client
+            .query_opt(
+                "SELECT state FROM opt_out_ledger WHERE scope = $1 AND participant = $2",
+                &[&proxy, &driver],
+            )
+            .await
+            .unwrap();
+        let stored: String = row.map_or("opted_in".into(), |r| r.get(0));
+        assert_eq!(stored, last.as_str(), "{driver} via {proxy}");
+    }
+}
