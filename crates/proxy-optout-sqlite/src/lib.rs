@@ -155,6 +155,7 @@ pub struct Options {
     busy_timeout: Duration,
     durability: Durability,
     max_pages: Option<u32>,
+    exclusive: bool,
 }
 
 impl Default for Options {
@@ -163,6 +164,7 @@ impl Default for Options {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Full,
             max_pages: None,
+            exclusive: false,
         }
     }
 }
@@ -203,6 +205,30 @@ impl Options {
     #[must_use]
     pub fn max_pages(mut self, pages: u32) -> Self {
         self.max_pages = Some(pages);
+        self
+    }
+
+    /// Holds the file's lock for as long as the store is open (`locking_mode=EXCLUSIVE`,
+    /// set before WAL is entered, so the WAL index lives in this process's memory). Each
+    /// transaction then skips the file-lock system calls; another connection or process
+    /// opening the file gets [`StoreError::Busy`] until this store is dropped. For a host that
+    /// is the file's only user and keeps one store (clones share it).
+    ///
+    /// ```
+    /// use proxy_optout_sqlite::{Options, SqliteStore, StoreError};
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("l.db");
+    /// let fast = std::time::Duration::ZERO;
+    /// let store = SqliteStore::open_with(&path, Options::default().exclusive(true))?;
+    /// let other = SqliteStore::open_with(&path, Options::default().busy_timeout(fast));
+    /// assert!(matches!(other, Err(StoreError::Busy(_))));
+    /// drop(store);
+    /// assert!(SqliteStore::open(&path).is_ok());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn exclusive(mut self, exclusive: bool) -> Self {
+        self.exclusive = exclusive;
         self
     }
 }
@@ -306,6 +332,12 @@ impl SqliteStore {
         let err = |e| StoreError::from_sqlite(&path, e);
         let conn = Connection::open(&path).map_err(err)?;
         conn.busy_timeout(options.busy_timeout).map_err(err)?;
+        if options.exclusive {
+            conn.pragma_update_and_check(None, "locking_mode", "EXCLUSIVE", |r| {
+                r.get::<_, String>(0)
+            })
+            .map_err(err)?;
+        }
         // Reading the header first turns a file that is not a database into `Corrupt`.
         let version: u32 = conn
             .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -445,24 +477,27 @@ impl SqliteStore {
         let tx = conn
             .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
+        // Cached statements: a claim runs once per webhook, so parsing its SQL each time
+        // showed up in the relay server's profile.
         let existing: Option<(Option<String>, i64)> = tx
-            .query_row(
+            .prepare_cached(
                 "SELECT answer, processed_at FROM processed_messages WHERE message_id = ?1",
-                params![message_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
             )
-            .optional()
+            .and_then(|mut st| {
+                st.query_row(params![message_id], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()
+            })
             .map_err(|e| self.err(e))?;
         let claim = match existing {
             Some((Some(answer), _)) => Claim::Answered(answer),
             Some((None, at)) if at > stale => Claim::InProgress,
             Some((None, _)) | None => {
-                tx.execute(
+                tx.prepare_cached(
                     "INSERT INTO processed_messages (message_id, answer, processed_at)
                      VALUES (?1, NULL, ?2)
                      ON CONFLICT (message_id) DO UPDATE SET processed_at = excluded.processed_at",
-                    params![message_id, now],
                 )
+                .and_then(|mut st| st.execute(params![message_id, now]))
                 .map_err(|e| self.err(e))?;
                 Claim::New
             }
@@ -487,10 +522,8 @@ impl SqliteStore {
     /// ```
     pub fn complete(&self, message_id: &str, answer: &str) -> Result<(), StoreError> {
         self.conn()
-            .execute(
-                "UPDATE processed_messages SET answer = ?2 WHERE message_id = ?1",
-                params![message_id, answer],
-            )
+            .prepare_cached("UPDATE processed_messages SET answer = ?2 WHERE message_id = ?1")
+            .and_then(|mut st| st.execute(params![message_id, answer]))
             .map_err(|e| self.err(e))?;
         Ok(())
     }

@@ -30,6 +30,29 @@ pub struct TwilioClient {
     counter: AtomicU64,
 }
 
+/// The form Twilio posts for an inbound SMS `from` → `to` (the fields it always sends,
+/// empty geo fields included).
+///
+/// ```
+/// let form = proxy_relay::demo::message_form("SM1", "+1A", "+1P", "hi");
+/// assert_eq!(form.get("FromCity"), Some(""));
+/// ```
+#[must_use]
+pub fn message_form(sid: &str, from: &str, to: &str, body: &str) -> Form<'static> {
+    Form::from_pairs([
+        ("MessageSid", sid),
+        ("SmsSid", sid),
+        ("AccountSid", "AC00000000000000000000000000000000"),
+        ("From", from),
+        ("To", to),
+        ("Body", body),
+        ("NumMedia", "0"),
+        ("NumSegments", "1"),
+        ("FromCity", ""),
+        ("ApiVersion", "2010-04-01"),
+    ])
+}
+
 /// One webhook's answer.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
@@ -104,18 +127,7 @@ impl TwilioClient {
     /// ```
     #[must_use]
     pub fn message_form(&self, sid: &str, from: &str, to: &str, body: &str) -> Form<'static> {
-        Form::from_pairs([
-            ("MessageSid", sid),
-            ("SmsSid", sid),
-            ("AccountSid", "AC00000000000000000000000000000000"),
-            ("From", from),
-            ("To", to),
-            ("Body", body),
-            ("NumMedia", "0"),
-            ("NumSegments", "1"),
-            ("FromCity", ""),
-            ("ApiVersion", "2010-04-01"),
-        ])
+        message_form(sid, from, to, body)
     }
 
     /// Posts `form` to `path`, signed with `signature` (`None`: the right one for the form).

@@ -35,6 +35,7 @@
 mod config;
 mod db;
 pub mod demo;
+pub mod load;
 mod metrics;
 mod sender;
 mod server;

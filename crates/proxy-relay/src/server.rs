@@ -16,7 +16,8 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use proxy_optout::{AsyncRelay, Effect, Feedback, Outcome, RelayError};
+use proxy_optout::{AsyncRelay, Effect, Feedback, Outcome, Relay, RelayError};
+use proxy_optout_sqlite::SqliteStore;
 use proxy_optout_twilio::{
     render, Form, ForwardVia, InboundMessage, StatusCallback, Validator, CONTENT_TYPE, EMPTY,
     MAX_FORM_BYTES,
@@ -41,6 +42,8 @@ pub const STATUS_CALLBACK_PATH: &str = "/twilio/status";
 /// balancer agree: all state that matters is in the database.
 pub struct App {
     relay: AsyncRelay<Db>,
+    /// On SQLite, the same relay driven synchronously on the blocking pool.
+    sqlite: Option<Relay<SqliteStore>>,
     validator: Validator,
     public_url: String,
     admin_digest: [u8; 32],
@@ -183,7 +186,11 @@ impl Server {
         for t in &config.auth_tokens[1..] {
             validator = validator.with_token(t);
         }
+        let sqlite = db
+            .sqlite()
+            .map(|ledger| Relay::new(ledger.clone()).with_mode(config.mode));
         let app = Arc::new(App {
+            sqlite,
             relay: AsyncRelay::new(db).with_mode(config.mode),
             validator,
             public_url,
@@ -339,27 +346,47 @@ fn authenticate<'b>(
     headers: &HeaderMap,
     body: &'b Bytes,
 ) -> Result<Form<'b>, Response> {
+    check_webhook(
+        &app.validator,
+        &app.public_url,
+        &app.metrics,
+        uri,
+        headers,
+        body,
+    )
+}
+
+/// Content type, form and signature, for any webhook handler (the load test's floor server
+/// uses it too, so the floor and the relay pay the same for them).
+pub(crate) fn check_webhook<'b>(
+    validator: &Validator,
+    public_url: &str,
+    metrics: &Metrics,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: &'b Bytes,
+) -> Result<Form<'b>, Response> {
     if !is_form(headers) {
-        app.metrics.rejected("content_type");
+        metrics.rejected("content_type");
         return Err(plain(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "a Twilio webhook is application/x-www-form-urlencoded",
         ));
     }
     let form = Form::parse(body).map_err(|e| {
-        app.metrics.rejected("form");
+        metrics.rejected("form");
         plain(StatusCode::BAD_REQUEST, e.to_string())
     })?;
     // The URL Twilio signed: the configured public base, then the target exactly as received.
     let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
-    let url = format!("{}{}", app.public_url, target);
+    let url = format!("{}{}", public_url, target);
     let signature = headers
         .get("x-twilio-signature")
         .and_then(|v| v.to_str().ok());
-    app.validator
+    validator
         .validate_form(&url, signature, &form)
         .map_err(|e| {
-            app.metrics.rejected("signature");
+            metrics.rejected("signature");
             tracing::warn!(url = %url, error = %e, "webhook refused");
             plain(
                 StatusCode::from_u16(e.status()).unwrap_or(StatusCode::FORBIDDEN),
@@ -387,26 +414,24 @@ async fn inbound_webhook(
         }
     };
     let id = message.message_sid();
-    let (claim, route) = match app.db_ref().begin(id, message.from(), message.to()).await {
-        Ok(x) => x,
-        Err(e) => {
-            app.metrics.store_error("claim");
-            tracing::error!(error = %e, message_sid = id, "database unavailable; answering 503");
-            return unavailable("the database is unavailable; retry");
-        }
-    };
-    match claim {
-        Claim::Answered(answer) => {
+    let outcome = match decide(&app, &body, &message).await {
+        Ok(Decided::Outcome(outcome)) => outcome,
+        Ok(Decided::Replay(answer)) => {
             app.metrics.message("replayed");
             tracing::info!(message_sid = id, "redelivered; answering as before");
             return twiml(answer);
         }
-        Claim::InProgress => {
-            return unavailable("this message is being handled; retry");
+        Ok(Decided::InProgress) => return unavailable("this message is being handled; retry"),
+        Err(failure) => {
+            let claimed = !matches!(failure, Failure::Claim(_));
+            let response = failure.respond(&app, id);
+            if claimed {
+                release(&app, id).await;
+            }
+            return response;
         }
-        Claim::New => {}
-    }
-    match relay_message(&app, &message, route.as_ref()).await {
+    };
+    match perform(&app, id.unwrap_or(""), &outcome).await {
         Ok(answer) => {
             if let Some(id) = id {
                 if let Err(e) = app.db_ref().complete(id, &answer).await {
@@ -418,15 +443,157 @@ async fn inbound_webhook(
             twiml(answer)
         }
         Err(response) => {
-            if let Some(id) = id {
-                if let Err(e) = app.db_ref().release(id).await {
-                    app.metrics.store_error("release");
-                    tracing::error!(error = %e, message_sid = id, "could not release the claim; a retry waits for it to go stale");
-                }
-            }
+            release(&app, id).await;
             response
         }
     }
+}
+
+async fn release(app: &App, id: Option<&str>) {
+    if let Some(id) = id {
+        if let Err(e) = app.db_ref().release(id).await {
+            app.metrics.store_error("release");
+            tracing::error!(error = %e, message_sid = id, "could not release the claim; a retry waits for it to go stale");
+        }
+    }
+}
+
+/// What the database and the relay made of one delivery. Moved once per request, so the
+/// size difference between variants costs nothing worth a box.
+#[allow(clippy::large_enum_variant)]
+enum Decided {
+    /// First delivery, decided (the ledger change, if any, is stored).
+    Outcome(Outcome<'static>),
+    /// Answered before: give this again.
+    Replay(String),
+    /// Being handled by another request.
+    InProgress,
+}
+
+/// Why a delivery was not decided.
+enum Failure {
+    /// The claim or the session lookup failed: nothing was claimed.
+    Claim(DbError),
+    /// A stored session is not valid.
+    Session(String),
+    /// The relay refused the input.
+    Input(String),
+    /// The ledger failed: nothing confirmed, nothing forwarded.
+    Ledger(String),
+}
+
+impl Failure {
+    fn respond(self, app: &App, id: Option<&str>) -> Response {
+        match self {
+            Failure::Claim(e) => {
+                app.metrics.store_error("claim");
+                tracing::error!(error = %e, message_sid = id, "database unavailable; answering 503");
+                unavailable("the database is unavailable; retry")
+            }
+            Failure::Session(e) => {
+                app.metrics.store_error("session");
+                tracing::error!(error = %e, "a stored session is not valid");
+                plain(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "a stored session is not valid",
+                )
+            }
+            Failure::Input(e) => {
+                app.metrics.rejected("fields");
+                plain(StatusCode::BAD_REQUEST, e)
+            }
+            Failure::Ledger(e) => {
+                // Fail closed: nothing confirmed, nothing forwarded; Twilio retries on 503.
+                app.metrics.store_error("ledger");
+                tracing::error!(error = %e, message_sid = id, "opt-out ledger unavailable; answering 503");
+                unavailable("the opt-out ledger is unavailable; retry")
+            }
+        }
+    }
+}
+
+fn relay_failure<E: std::fmt::Display>(e: RelayError<E>) -> Failure {
+    match e {
+        RelayError::Input(e) => Failure::Input(e.to_string()),
+        other => Failure::Ledger(other.to_string()),
+    }
+}
+
+/// Claims the message, finds its session and runs the relay (which stores the ledger change).
+async fn decide(
+    app: &Arc<App>,
+    body: &Bytes,
+    message: &InboundMessage<'_>,
+) -> Result<Decided, Failure> {
+    if app.sqlite.is_some() {
+        // SQLite: the whole decision in one trip to the database thread; four trips (claim,
+        // route, read, write) cost more in thread hand-offs than the queries themselves.
+        let (app2, body) = (app.clone(), body.clone());
+        let decided = app
+            .db_ref()
+            .on_sqlite_thread(move |_| decide_here(&app2, &body))
+            .await;
+        if let Some(decided) = decided {
+            return decided.map_err(Failure::Claim)?;
+        }
+    }
+    let (claim, route) = app
+        .db_ref()
+        .begin(message.message_sid(), message.from(), message.to())
+        .await
+        .map_err(Failure::Claim)?;
+    if let Some(done) = answered(claim) {
+        return Ok(done);
+    }
+    let route_row = route;
+    let route = route_of(route_row.as_ref())?;
+    let inbound = message.inbound();
+    let outcome = app
+        .relay
+        .handle(&inbound, route)
+        .await
+        .map_err(relay_failure)?;
+    Ok(Decided::Outcome(outcome.into_owned()))
+}
+
+/// The answer for a delivery that is not to be handled now, if it is one.
+fn answered(claim: Claim) -> Option<Decided> {
+    match claim {
+        Claim::Answered(answer) => Some(Decided::Replay(answer)),
+        Claim::InProgress => Some(Decided::InProgress),
+        Claim::New => None,
+    }
+}
+
+fn route_of(row: Option<&RouteRow>) -> Result<Option<proxy_optout::Route<'_>>, Failure> {
+    row.map(RouteRow::route)
+        .transpose()
+        .map_err(|e| Failure::Session(e.to_string()))
+}
+
+fn decide_here(app: &App, body: &Bytes) -> Result<Decided, Failure> {
+    let relay = app
+        .sqlite
+        .as_ref()
+        .ok_or_else(|| Failure::Claim(DbError::Task("not SQLite".into())))?;
+    // Parsed and validated already on the way in; parsing again is cheaper than sending the
+    // borrowed form across threads.
+    let form = Form::parse(body).map_err(|e| Failure::Input(e.to_string()))?;
+    let message = InboundMessage::from_form(&form).map_err(|e| Failure::Input(e.to_string()))?;
+    let begun = app
+        .db_ref()
+        .begin_here(message.message_sid(), message.from(), message.to())
+        .ok_or_else(|| Failure::Claim(DbError::Task("not SQLite".into())))?;
+    let (claim, route_row) = begun.map_err(Failure::Claim)?;
+    if let Some(done) = answered(claim) {
+        return Ok(done);
+    }
+    let route = route_of(route_row.as_ref())?;
+    let inbound = message.inbound();
+    let outcome = relay
+        .handle_routed(&inbound, route)
+        .map_err(relay_failure)?;
+    Ok(Decided::Outcome(outcome.into_owned()))
 }
 
 fn outcome_label(outcome: &Outcome<'_>) -> &'static str {
@@ -439,39 +606,10 @@ fn outcome_label(outcome: &Outcome<'_>) -> &'static str {
     }
 }
 
-/// Runs the relay and performs its effects in order. `Err` is the response to give when the
-/// platform should retry (nothing was confirmed, or the forward reached no verdict).
-async fn relay_message(
-    app: &App,
-    message: &InboundMessage<'_>,
-    route: Option<&RouteRow>,
-) -> Result<String, Response> {
-    let route = match route.map(RouteRow::route).transpose() {
-        Ok(r) => r,
-        Err(e) => {
-            app.metrics.store_error("session");
-            tracing::error!(error = %e, "a stored session is not valid");
-            return Err(plain(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "a stored session is not valid",
-            ));
-        }
-    };
-    let inbound = message.inbound();
-    let outcome = match app.relay.handle(&inbound, route).await {
-        Ok(o) => o,
-        Err(RelayError::Input(e)) => {
-            app.metrics.rejected("fields");
-            return Err(plain(StatusCode::BAD_REQUEST, e.to_string()));
-        }
-        Err(e) => {
-            // Fail closed: nothing confirmed, nothing forwarded; Twilio retries on 503.
-            app.metrics.store_error("ledger");
-            tracing::error!(error = %e, message_sid = message.message_sid(), "opt-out ledger unavailable; answering 503");
-            return Err(unavailable("the opt-out ledger is unavailable; retry"));
-        }
-    };
-    let sid = message.message_sid().unwrap_or("");
+/// Performs a decided outcome's effects in order and renders the answer. `Err` is the
+/// response to give when the platform should retry (the forward reached no verdict, or a
+/// 21610 could not be recorded).
+async fn perform(app: &App, sid: &str, outcome: &Outcome<'_>) -> Result<String, Response> {
     let session = outcome.session().unwrap_or("");
     if let (true, Some(category)) = (
         outcome.decision().is_dropped(),
@@ -479,16 +617,16 @@ async fn relay_message(
     ) {
         app.metrics.keyword_drop(category.as_str());
     }
-    let mut label = outcome_label(&outcome);
+    let mut label = outcome_label(outcome);
     for effect in outcome.effects() {
         match effect {
             // Done by the driver, durably, before anything below.
             Effect::Record { key, state } => {
-                tracing::info!(message_sid = sid, %key, %state, "ledger updated");
+                tracing::debug!(message_sid = sid, %key, %state, "ledger updated");
             }
             // Given back as TwiML in this response.
             Effect::Reply(reply) => {
-                tracing::info!(message_sid = sid, to = reply.to(), "auto-reply");
+                tracing::debug!(message_sid = sid, to = reply.to(), "auto-reply");
             }
             Effect::Forward(out) => {
                 let outgoing = Outgoing {
@@ -503,7 +641,7 @@ async fn relay_message(
                 };
                 match app.sender.send(&outgoing).await {
                     Ok(Sent::Accepted { sid: sent }) => {
-                        tracing::info!(
+                        tracing::debug!(
                             message_sid = sid,
                             session,
                             to = out.to(),
@@ -549,7 +687,7 @@ async fn relay_message(
             }
             Effect::Refuse(out) => {
                 app.metrics.refusal("ledger");
-                tracing::info!(
+                tracing::debug!(
                     message_sid = sid,
                     session,
                     to = out.to(),
@@ -563,7 +701,7 @@ async fn relay_message(
                     21610 => "21610",
                     _ => "other",
                 });
-                tracing::info!(
+                tracing::debug!(
                     message_sid = sid,
                     session,
                     code = n.code(),
@@ -575,7 +713,16 @@ async fn relay_message(
         }
     }
     app.metrics.message(label);
-    Ok(render(&outcome, ForwardVia::Rest))
+    // One line per message at info: who and what happened, never the text.
+    tracing::info!(
+        message_sid = sid,
+        session,
+        outcome = label,
+        keyword = outcome.decision().keyword(),
+        ledger = outcome.ledger().map(|c| c.state().as_str()),
+        "message handled"
+    );
+    Ok(render(outcome, ForwardVia::Rest))
 }
 
 async fn status_webhook(

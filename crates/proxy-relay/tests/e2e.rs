@@ -696,3 +696,83 @@ async fn a_concurrent_redelivery_waits_for_the_first() {
     assert_eq!(fake.sent().len(), 1);
     server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_server_on_the_same_sqlite_file_fails_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let first = Server::start(&config(db.to_str().unwrap(), &[]), None)
+        .await
+        .unwrap();
+    let err = Server::start(&config(db.to_str().unwrap(), &[]), None)
+        .await
+        .unwrap_err();
+    let line = err.to_string();
+    assert!(
+        line.starts_with("--database: ") && line.contains("locked"),
+        "{line}"
+    );
+    assert!(!line.contains('\n'));
+    first.shutdown().await.unwrap();
+    // Once the first is gone, the file opens again with everything in it.
+    let again = Server::start(&config(db.to_str().unwrap(), &[]), None)
+        .await
+        .unwrap();
+    again.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_small_bounded_load_run_answers_everything_and_keeps_the_last_stop_or_start() {
+    use proxy_relay::load::{closed_loop, open_loop, prepare};
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let server = Server::start(
+        &config(dir.path().join("r.db").to_str().unwrap(), &[]),
+        None,
+    )
+    .await
+    .unwrap();
+    let url = server.url();
+    let c = client(&server);
+    let mut riders = Vec::new();
+    let mut drivers = Vec::new();
+    for k in 0..5 {
+        let (r, d) = (format!("+155510000{k}"), format!("+155520000{k}"));
+        let s = c.create_session(&format!("l{k}"), &r, &d).await.unwrap();
+        riders.push((r, s.participants[0].proxy_identifier.clone()));
+        drivers.push((d, s.participants[1].proxy_identifier.clone()));
+    }
+    let msgs = Arc::new(prepare(&url, AUTH_TOKEN, &riders, &["on my way"], 200));
+    let s = closed_loop(&url, msgs, 8).await;
+    assert_eq!((s.requests, s.errors), (200, 0));
+    assert!(s.p50 <= s.p99 && s.p99 <= s.max && s.rps() > 0.0);
+    // 3 passes over the drivers: STOP, START, STOP.
+    let stops = Arc::new(prepare(&url, AUTH_TOKEN, &drivers, &["STOP", "START"], 15));
+    let s = open_loop(&url, stops, 200).await;
+    assert_eq!((s.requests, s.errors), (15, 0));
+    for (d, p) in &drivers {
+        assert_eq!(state(&server, p, d).await, OptState::OptedOut, "{d}");
+    }
+    // Every ordinary message, and each START (Proxy passes opt-in words on).
+    assert_eq!(server.app().metrics().messages("forwarded"), 205);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_floor_server_checks_signatures_like_the_relay() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = proxy_relay::load::floor_router(AUTH_TOKEN, &url);
+    tokio::spawn(async move { axum::serve(listener, router).await });
+    let c = TwilioClient::new(&url, &url, AUTH_TOKEN, ADMIN_TOKEN);
+    let a = c.message("+1A", "+1P", "STOP").await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    let form = c.message_form("SM1", "+1A", "+1P", "hi");
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &form, Some("bad"))
+            .await
+            .unwrap()
+            .status,
+        403
+    );
+}

@@ -315,3 +315,76 @@ async fn two_processes_share_one_postgres_database() {
         assert_eq!(stored, last.as_str(), "{driver} via {proxy}");
     }
 }
+
+#[test]
+fn a_bad_configuration_fails_at_start_with_one_line_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let db = db.to_str().unwrap();
+    let cases: [(&[&str], &str); 8] = [
+        (&["--listen", "nowhere"], "--listen: "),
+        (
+            &["--public-url", "ftp://relay.example.com"],
+            "--public-url: ",
+        ),
+        (
+            &["--public-url", "https://relay.example.com/?x=1"],
+            "--public-url: ",
+        ),
+        (&["--admin-token", "short"], "--admin-token: "),
+        (
+            &["--proxy-numbers", "+15550001,+15550001"],
+            "--proxy-numbers: ",
+        ),
+        (&["--sender", "twilio"], "--twilio-account-sid: "),
+        (
+            &["--sender", "twilio", "--twilio-account-sid", "nope"],
+            "--twilio-account-sid: ",
+        ),
+        (&["--database", "/nonexistent-dir/sub/r.db"], "--database: "),
+    ];
+    for (args, prefix) in cases {
+        // Good settings through the environment; the flag under test overrides one.
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_proxy-relay"))
+            .env("PROXY_RELAY_LISTEN", "127.0.0.1:0")
+            .env("PROXY_RELAY_DATABASE", db)
+            .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
+            .env("PROXY_RELAY_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("RUST_LOG", "off")
+            .args(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let out = exited_within(out, Duration::from_secs(30), args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        let lines: Vec<&str> = stderr.lines().collect();
+        assert_eq!(lines.len(), 1, "{args:?}: {stderr}");
+        assert!(
+            lines[0].starts_with(&format!("proxy-relay: {prefix}")),
+            "{args:?}: {stderr}"
+        );
+        assert!(
+            !stderr.contains(ADMIN_TOKEN) && !stderr.contains(AUTH_TOKEN),
+            "no secret in {stderr}"
+        );
+    }
+}
+
+/// Waits for a child that should exit by itself; kills it and fails the test if it serves.
+fn exited_within(
+    mut child: std::process::Child,
+    limit: Duration,
+    what: &[&str],
+) -> std::process::Output {
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("{what:?} started serving instead of failing");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}

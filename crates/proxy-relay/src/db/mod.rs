@@ -3,9 +3,10 @@
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState, Participant};
+use proxy_optout::{AsyncOptOutStore, LedgerKey, OptOutStore, OptState, Participant};
 use proxy_optout_postgres::PgStore;
 use proxy_optout_sqlite::SqliteStore;
 
@@ -211,15 +212,20 @@ pub enum Claim {
 
 /// The server's database handle. Cheap to clone.
 #[derive(Clone, Debug)]
-pub enum Db {
-    /// SQLite: `ledger` syncs every commit to disk (`synchronous=FULL`: opt-outs and sessions);
-    /// `fast` (same file, `synchronous=NORMAL`) keeps the processed message ids, whose loss on a
-    /// power cut only means one redelivery is handled again.
+pub struct Db(Inner);
+
+#[derive(Clone, Debug)]
+enum Inner {
+    /// SQLite: one connection, held exclusively by this process, used only from the
+    /// database thread. Ledger and session writes are synced (`synchronous=FULL`); a stored
+    /// webhook answer is not (see [`sqlite`]), and in-flight message ids live in memory.
     Sqlite {
-        /// The durable connection.
+        /// The store (and its connection).
         ledger: SqliteStore,
-        /// The connection for processed ids and reads.
-        fast: SqliteStore,
+        /// The thread every SQLite call of the server runs on.
+        worker: Arc<worker::DbWorker>,
+        /// Message ids being handled now, with when they were claimed.
+        in_flight: Arc<std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>>,
     },
     /// PostgreSQL: every commit is durable (the server's `synchronous_commit`).
     Postgres(PgStore),
@@ -233,14 +239,6 @@ fn now_ms() -> i64 {
 
 fn new_sid() -> String {
     format!("KS{}", uuid::Uuid::new_v4().simple())
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, DbError> + Send + 'static,
-) -> Result<T, DbError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| DbError::Task(e.to_string()))?
 }
 
 /// Picks the proxy number for `identifier`: the requested one if free, else the first pool
@@ -306,6 +304,7 @@ fn assemble(head: SessionHead, participants: Vec<SessionParticipant>) -> Result<
 
 mod postgres;
 mod sqlite;
+mod worker;
 
 impl Db {
     /// Opens (creating and migrating) the database.
@@ -325,7 +324,11 @@ impl Db {
         match database {
             Database::Sqlite(path) => {
                 let path = path.clone();
-                blocking(move || sqlite::open(&path)).await
+                let worker = Arc::new(worker::DbWorker::spawn()?);
+                worker
+                    .clone()
+                    .run(move || sqlite::open(&path, worker))
+                    .await
             }
             Database::Postgres(url) => postgres::open(url, pg_pool_size).await,
         }
@@ -343,17 +346,47 @@ impl Db {
         from: &str,
         to: &str,
     ) -> Result<(Claim, Option<RouteRow>), DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
-                let (fast, id, from, to) = (
-                    fast.clone(),
+        match &self.0 {
+            Inner::Sqlite { worker, .. } => {
+                let (db, id, from, to) = (
+                    self.clone(),
                     message_id.map(str::to_owned),
                     from.to_owned(),
                     to.to_owned(),
                 );
-                blocking(move || sqlite::begin(&fast, id.as_deref(), &from, &to)).await
+                worker
+                    .run(move || sqlite::begin(&db, id.as_deref(), &from, &to))
+                    .await
             }
-            Db::Postgres(pg) => postgres::begin(pg, message_id, from, to).await,
+            Inner::Postgres(pg) => postgres::begin(pg, message_id, from, to).await,
+        }
+    }
+
+    /// SQLite only: runs `f` on the database thread with this handle (for a caller that
+    /// wants several calls in one trip). `None` on PostgreSQL.
+    pub(crate) async fn on_sqlite_thread<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Db) -> T + Send + 'static,
+    ) -> Option<Result<T, DbError>> {
+        match &self.0 {
+            Inner::Sqlite { worker, .. } => {
+                let db = self.clone();
+                Some(worker.call(move || f(&db)).await)
+            }
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    /// SQLite only: [`begin`](Db::begin) on the calling thread (the database thread).
+    pub(crate) fn begin_here(
+        &self,
+        message_id: Option<&str>,
+        from: &str,
+        to: &str,
+    ) -> Option<Result<(Claim, Option<RouteRow>), DbError>> {
+        match &self.0 {
+            Inner::Sqlite { .. } => Some(sqlite::begin(self, message_id, from, to)),
+            Inner::Postgres(_) => None,
         }
     }
 
@@ -363,12 +396,14 @@ impl Db {
     ///
     /// [`DbError`].
     pub async fn complete(&self, message_id: &str, answer: &str) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
-                let (fast, id, answer) = (fast.clone(), message_id.to_owned(), answer.to_owned());
-                blocking(move || Ok(fast.complete(&id, &answer)?)).await
+        match &self.0 {
+            Inner::Sqlite { worker, .. } => {
+                let (db, id, answer) = (self.clone(), message_id.to_owned(), answer.to_owned());
+                worker
+                    .run(move || sqlite::complete(&db, &id, &answer))
+                    .await
             }
-            Db::Postgres(pg) => Ok(pg.complete(message_id, answer).await?),
+            Inner::Postgres(pg) => Ok(pg.complete(message_id, answer).await?),
         }
     }
 
@@ -378,12 +413,12 @@ impl Db {
     ///
     /// [`DbError`].
     pub async fn release(&self, message_id: &str) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
-                let (fast, id) = (fast.clone(), message_id.to_owned());
-                blocking(move || Ok(fast.release(&id)?)).await
+        match &self.0 {
+            Inner::Sqlite { .. } => {
+                sqlite::release(self, message_id);
+                Ok(())
             }
-            Db::Postgres(pg) => Ok(pg.release(message_id).await?),
+            Inner::Postgres(pg) => Ok(pg.release(message_id).await?),
         }
     }
 
@@ -409,14 +444,14 @@ impl Db {
     ) -> Result<Session, AdminError> {
         request.validate(pool).map_err(AdminError::Invalid)?;
         let sid = new_sid();
-        match self {
-            Db::Sqlite { ledger, .. } => {
+        match &self.0 {
+            Inner::Sqlite { ledger, worker, .. } => {
                 let (ledger, request, pool) = (ledger.clone(), request.clone(), pool.to_vec());
-                tokio::task::spawn_blocking(move || sqlite::create(&ledger, &sid, &request, &pool))
-                    .await
-                    .map_err(|e| AdminError::Store(DbError::Task(e.to_string())))?
+                worker
+                    .run(move || Ok(sqlite::create(&ledger, &sid, &request, &pool)))
+                    .await?
             }
-            Db::Postgres(pg) => postgres::create(pg, &sid, request, pool).await,
+            Inner::Postgres(pg) => postgres::create(pg, &sid, request, pool).await,
         }
     }
 
@@ -426,12 +461,16 @@ impl Db {
     ///
     /// [`DbError`].
     pub async fn session(&self, sid: &str) -> Result<Option<Session>, DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
+        match &self.0 {
+            Inner::Sqlite {
+                ledger: fast,
+                worker,
+                ..
+            } => {
                 let (fast, sid) = (fast.clone(), sid.to_owned());
-                blocking(move || sqlite::session(&fast, &sid)).await
+                worker.run(move || sqlite::session(&fast, &sid)).await
             }
-            Db::Postgres(pg) => postgres::session(pg, sid).await,
+            Inner::Postgres(pg) => postgres::session(pg, sid).await,
         }
     }
 
@@ -445,12 +484,18 @@ impl Db {
         status: Option<SessionStatus>,
         limit: u32,
     ) -> Result<Vec<Session>, DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
+        match &self.0 {
+            Inner::Sqlite {
+                ledger: fast,
+                worker,
+                ..
+            } => {
                 let fast = fast.clone();
-                blocking(move || sqlite::sessions(&fast, status, limit)).await
+                worker
+                    .run(move || sqlite::sessions(&fast, status, limit))
+                    .await
             }
-            Db::Postgres(pg) => postgres::sessions(pg, status, limit).await,
+            Inner::Postgres(pg) => postgres::sessions(pg, status, limit).await,
         }
     }
 
@@ -461,12 +506,12 @@ impl Db {
     ///
     /// [`DbError`].
     pub async fn close_session(&self, sid: &str) -> Result<Option<Session>, DbError> {
-        match self {
-            Db::Sqlite { ledger, .. } => {
+        match &self.0 {
+            Inner::Sqlite { ledger, worker, .. } => {
                 let (ledger, sid) = (ledger.clone(), sid.to_owned());
-                blocking(move || sqlite::close(&ledger, &sid)).await
+                worker.run(move || sqlite::close(&ledger, &sid)).await
             }
-            Db::Postgres(pg) => postgres::close(pg, sid).await,
+            Inner::Postgres(pg) => postgres::close(pg, sid).await,
         }
     }
 
@@ -476,20 +521,25 @@ impl Db {
     ///
     /// [`DbError`].
     pub async fn ping(&self) -> Result<(), DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
+        match &self.0 {
+            Inner::Sqlite {
+                ledger: fast,
+                worker,
+                ..
+            } => {
                 let fast = fast.clone();
-                blocking(move || {
-                    fast.with_connection(|c| {
-                        c.query_row("SELECT count(*) FROM relay_sessions WHERE 0", [], |r| {
-                            r.get::<_, i64>(0)
-                        })
-                    })?;
-                    Ok(())
-                })
-                .await
+                worker
+                    .run(move || {
+                        fast.with_connection(|c| {
+                            c.query_row("SELECT count(*) FROM relay_sessions WHERE 0", [], |r| {
+                                r.get::<_, i64>(0)
+                            })
+                        })?;
+                        Ok(())
+                    })
+                    .await
             }
-            Db::Postgres(pg) => {
+            Inner::Postgres(pg) => {
                 let client = pg
                     .pool()
                     .get()
@@ -507,31 +557,36 @@ impl Db {
     ///
     /// [`DbError`].
     pub async fn purge_processed(&self) -> Result<u64, DbError> {
-        match self {
-            Db::Sqlite { fast, .. } => {
+        match &self.0 {
+            Inner::Sqlite {
+                ledger: fast,
+                worker,
+                ..
+            } => {
                 let fast = fast.clone();
-                blocking(move || Ok(fast.purge_processed(proxy_optout_sqlite::RETENTION)? as u64))
+                worker
+                    .run(move || Ok(fast.purge_processed(proxy_optout_sqlite::RETENTION)? as u64))
                     .await
             }
-            Db::Postgres(pg) => Ok(pg.purge_processed(proxy_optout_postgres::RETENTION).await?),
+            Inner::Postgres(pg) => Ok(pg.purge_processed(proxy_optout_postgres::RETENTION).await?),
         }
     }
 
     /// The SQLite store with durable commits, if this is SQLite (for tests and audits).
     #[must_use]
     pub fn sqlite(&self) -> Option<&SqliteStore> {
-        match self {
-            Db::Sqlite { ledger, .. } => Some(ledger),
-            Db::Postgres(_) => None,
+        match &self.0 {
+            Inner::Sqlite { ledger, .. } => Some(ledger),
+            Inner::Postgres(_) => None,
         }
     }
 
     /// The PostgreSQL store, if this is PostgreSQL.
     #[must_use]
     pub fn postgres(&self) -> Option<&PgStore> {
-        match self {
-            Db::Postgres(pg) => Some(pg),
-            Db::Sqlite { .. } => None,
+        match &self.0 {
+            Inner::Postgres(pg) => Some(pg),
+            Inner::Sqlite { .. } => None,
         }
     }
 }
@@ -547,11 +602,14 @@ impl AsyncOptOutStore for Db {
         let key = key.to_owned();
         let db = self.clone();
         async move {
-            match &db {
-                Db::Sqlite { ledger, .. } => {
-                    Ok(AsyncOptOutStore::record(ledger, key.as_key(), state).await?)
+            match &db.0 {
+                Inner::Sqlite { ledger, worker, .. } => {
+                    let ledger = ledger.clone();
+                    worker
+                        .run(move || Ok(OptOutStore::record(&ledger, key.as_key(), state)?))
+                        .await
                 }
-                Db::Postgres(pg) => Ok(AsyncOptOutStore::record(pg, key.as_key(), state).await?),
+                Inner::Postgres(pg) => Ok(AsyncOptOutStore::record(pg, key.as_key(), state).await?),
             }
         }
     }
@@ -560,12 +618,15 @@ impl AsyncOptOutStore for Db {
         let key = key.to_owned();
         let db = self.clone();
         async move {
-            match &db {
+            match &db.0 {
                 // Reads go through the durable connection too: it is the one that wrote.
-                Db::Sqlite { ledger, .. } => {
-                    Ok(AsyncOptOutStore::state(ledger, key.as_key()).await?)
+                Inner::Sqlite { ledger, worker, .. } => {
+                    let ledger = ledger.clone();
+                    worker
+                        .run(move || Ok(OptOutStore::state(&ledger, key.as_key())?))
+                        .await
                 }
-                Db::Postgres(pg) => Ok(AsyncOptOutStore::state(pg, key.as_key()).await?),
+                Inner::Postgres(pg) => Ok(AsyncOptOutStore::state(pg, key.as_key()).await?),
             }
         }
     }

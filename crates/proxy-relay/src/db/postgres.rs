@@ -4,7 +4,7 @@
 use proxy_optout_postgres::{Options, PgStore, StoreError};
 
 use super::{
-    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, SessionHead,
+    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, Inner, SessionHead,
     SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{
@@ -50,7 +50,7 @@ pub(super) async fn open(url: &str, pool_size: usize) -> Result<Db, DbError> {
             found: v,
             supported: SESSION_SCHEMA_VERSION,
         }),
-        _ => Ok(Db::Postgres(pg)),
+        _ => Ok(Db(Inner::Postgres(pg))),
     }
 }
 

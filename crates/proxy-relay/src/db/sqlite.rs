@@ -1,21 +1,34 @@
 //! The session tables on SQLite, beside the store crate's ledger in the same file.
 
+use std::collections::HashMap;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::worker::DbWorker;
 
 use proxy_optout_sqlite::{Durability, Options, SqliteStore};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{
-    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, SessionHead,
+    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, Inner, SessionHead,
     SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{
     FieldError, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
 };
 
-pub(super) fn open(path: &Path) -> Result<Db, DbError> {
-    let ledger = SqliteStore::open_with(path, Options::default().durability(Durability::Full))?;
-    let fast = SqliteStore::open_with(path, Options::default().durability(Durability::Normal))?;
+pub(super) fn open(path: &Path, worker: Arc<DbWorker>) -> Result<Db, DbError> {
+    // Exclusive: this process is the file's only user (SQLite is the single-host setup), so
+    // no transaction pays for file locks, and a second server on the same file fails at start
+    // instead of sharing it unsafely.
+    let ledger = SqliteStore::open_with(
+        path,
+        Options::default()
+            .durability(Durability::Full)
+            .exclusive(true)
+            .busy_timeout(std::time::Duration::ZERO),
+    )?;
     let found = ledger.with_connection(|c| {
         let tx = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
         tx.execute_batch(SESSION_SCHEMA)?;
@@ -37,8 +50,78 @@ pub(super) fn open(path: &Path) -> Result<Db, DbError> {
             found: v,
             supported: SESSION_SCHEMA_VERSION,
         }),
-        _ => Ok(Db::Sqlite { ledger, fast }),
+        _ => Ok(Db(Inner::Sqlite {
+            ledger,
+            worker,
+            in_flight: Arc::default(),
+        })),
     }
+}
+
+fn parts(db: &Db) -> (&SqliteStore, &Mutex<HashMap<String, Instant>>) {
+    match &db.0 {
+        Inner::Sqlite {
+            ledger, in_flight, ..
+        } => (ledger, in_flight),
+        Inner::Postgres(_) => unreachable!("only called on SQLite"),
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// The processed-message claim, single-process style: the answer is read from the store's
+/// `processed_messages` table, and a delivery in progress is a map entry in memory. A crash
+/// mid-message loses only the in-memory entry, so Twilio's retry is handled again, as it
+/// would be once a stored claim went stale.
+fn claim(db: &Db, id: &str) -> Result<Claim, DbError> {
+    let (store, in_flight) = parts(db);
+    let answer: Option<Option<String>> = store.with_connection(|c| {
+        c.prepare_cached("SELECT answer FROM processed_messages WHERE message_id = ?1")?
+            .query_row(params![id], |r| r.get(0))
+            .optional()
+    })?;
+    if let Some(Some(answer)) = answer {
+        return Ok(Claim::Answered(answer));
+    }
+    let mut map = lock(in_flight);
+    let now = Instant::now();
+    match map.get(id) {
+        Some(at) if now.duration_since(*at) < proxy_optout_sqlite::STALE_CLAIM => {
+            Ok(Claim::InProgress)
+        }
+        _ => {
+            map.insert(id.to_owned(), now);
+            Ok(Claim::New)
+        }
+    }
+}
+
+/// Stores the answer. Not synced to disk: SQLite's WAL keeps it through a process crash,
+/// and if a power cut loses it, the retry is handled again (the ledger writes it caused were
+/// synced, and are idempotent); a sync here would double the cost of every message.
+pub(super) fn complete(db: &Db, id: &str, answer: &str) -> Result<(), DbError> {
+    let (store, in_flight) = parts(db);
+    let result = store.with_connection(|c| {
+        c.execute_batch("PRAGMA synchronous = NORMAL")?;
+        let written = c
+            .prepare_cached(
+                "INSERT INTO processed_messages (message_id, answer, processed_at)
+                 VALUES (?1, ?2, ?3)
+                 ON CONFLICT (message_id) DO UPDATE SET answer = excluded.answer",
+            )
+            .and_then(|mut st| st.execute(params![id, answer, now_ms()]));
+        // Back to FULL whatever happened: every other write on this connection is synced.
+        c.execute_batch("PRAGMA synchronous = FULL")?;
+        written.map(|_| ())
+    });
+    lock(in_flight).remove(id);
+    Ok(result?)
+}
+
+pub(super) fn release(db: &Db, id: &str) {
+    lock(parts(db).1).remove(id);
 }
 
 const ROUTE: &str = "SELECT p.session_sid, o.identifier, o.proxy_identifier
@@ -49,19 +132,19 @@ const ROUTE: &str = "SELECT p.session_sid, o.identifier, o.proxy_identifier
      LIMIT 1";
 
 pub(super) fn begin(
-    fast: &SqliteStore,
+    db: &Db,
     message_id: Option<&str>,
     from: &str,
     to: &str,
 ) -> Result<(Claim, Option<RouteRow>), DbError> {
     let claim = match message_id {
         None => Claim::New,
-        Some(id) => match fast.claim(id)? {
-            proxy_optout_sqlite::Claim::Answered(a) => return Ok((Claim::Answered(a), None)),
-            proxy_optout_sqlite::Claim::InProgress => return Ok((Claim::InProgress, None)),
-            _ => Claim::New,
+        Some(id) => match claim(db, id)? {
+            Claim::New => Claim::New,
+            other => return Ok((other, None)),
         },
     };
+    let fast = parts(db).0;
     let row = fast.with_connection(|c| {
         c.prepare_cached(ROUTE)?
             .query_row(params![from, to], |r| {

@@ -1,0 +1,229 @@
+//! Bounded loopback load: the relay (SQLite, and PostgreSQL when a URL is given) beside the
+//! floor server, for ordinary messages and for STOP/START (durable writes). Stops by itself.
+//!
+//! ```text
+//! cargo run --release -p proxy-relay --example load -- \
+//!     [--requests 20000] [--concurrency 32] [--rate 500] [--steady 5000] [--postgres URL]
+//! ```
+//!
+//! The servers run on their own 2-worker runtime, the load generator on a 1-worker runtime,
+//! all in this process on loopback: on a 2-core machine they share the cores, as a server and
+//! a colocated proxy would. Requests are signed before the clock starts.
+
+use std::sync::Arc;
+
+use proxy_relay::load::{closed_loop, floor_router, open_loop, prepare, Stats};
+use proxy_relay::{Config, Server};
+
+const AUTH: &str = "load-test-auth-token";
+const ADMIN: &str = "load-test-admin-token";
+
+struct Args {
+    requests: usize,
+    concurrency: usize,
+    rate: u32,
+    steady: usize,
+    postgres: Option<String>,
+}
+
+fn args() -> Args {
+    let mut a = Args {
+        requests: 20_000,
+        concurrency: 32,
+        rate: 500,
+        steady: 5_000,
+        postgres: std::env::var("PROXY_OPTOUT_PG_URL")
+            .ok()
+            .filter(|v| !v.is_empty()),
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let value = it.next().unwrap_or_else(|| panic!("{flag} needs a value"));
+        let num = || {
+            value
+                .parse::<usize>()
+                .unwrap_or_else(|_| panic!("{flag}: {value:?} is not a number"))
+        };
+        match flag.as_str() {
+            "--requests" => a.requests = num(),
+            "--concurrency" => a.concurrency = num(),
+            "--rate" => a.rate = u32::try_from(num()).expect("--rate fits u32"),
+            "--steady" => a.steady = num(),
+            "--postgres" => {
+                a.postgres = Some(value.clone()).filter(|v| !v.is_empty() && v != "none")
+            }
+            other => panic!("unknown flag {other}"),
+        }
+    }
+    a
+}
+
+fn ms(d: std::time::Duration) -> String {
+    format!("{:.2}", d.as_secs_f64() * 1e3)
+}
+
+fn row(target: &str, workload: &str, s: &Stats) {
+    println!(
+        "| {target} | {workload} | {} | {:.0} | {} | {} | {} | {} |",
+        s.requests,
+        s.rps(),
+        ms(s.p50),
+        ms(s.p99),
+        ms(s.max),
+        s.errors
+    );
+}
+
+fn main() {
+    let a = args();
+    // The server logs as it would in production (one info line per message), into a sink.
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
+        .with_writer(std::io::sink)
+        .init();
+    let servers = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let load = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    println!(
+        "{} requests per closed-loop run at concurrency {}, {} at a steady {} requests/s",
+        a.requests, a.concurrency, a.steady, a.rate
+    );
+    println!("\n| server | workload | requests | requests/s | p50 ms | p99 ms | max ms | errors |\n|---|---|---|---|---|---|---|---|");
+
+    // The floor.
+    let listener = servers
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let floor_url = format!("http://{}", listener.local_addr().unwrap());
+    let router = floor_router(AUTH, &floor_url);
+    servers.spawn(async move { axum::serve(listener, router).await });
+    let pairs = pairs(50);
+    let ordinary = |url: &str, n| {
+        Arc::new(prepare(
+            url,
+            AUTH,
+            &pairs.riders,
+            &["on my way, 5 minutes"],
+            n,
+        ))
+    };
+    let floor = load.block_on(async {
+        closed_loop(&floor_url, ordinary(&floor_url, 1000), a.concurrency).await;
+        let s = closed_loop(&floor_url, ordinary(&floor_url, a.requests), a.concurrency).await;
+        row("floor", "ordinary, closed loop", &s);
+        let steady = open_loop(&floor_url, ordinary(&floor_url, a.steady), a.rate).await;
+        row("floor", &format!("ordinary, {} rps", a.rate), &steady);
+        s
+    });
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut targets = vec![(
+        "SQLite",
+        dir.path().join("load.db").to_string_lossy().into_owned(),
+    )];
+    if let Some(url) = &a.postgres {
+        targets.push(("PostgreSQL", servers.block_on(fresh_database(url))));
+    }
+    let mut verdicts = Vec::new();
+    for (name, database) in targets {
+        let config = config(&database);
+        let server = servers
+            .block_on(Server::start(
+                &config,
+                Some(Arc::new(proxy_relay::LogSender)),
+            ))
+            .unwrap();
+        let url = server.url();
+        load.block_on(async {
+            let c = proxy_relay::demo::TwilioClient::new(&url, &url, AUTH, ADMIN);
+            let mut riders = Vec::new();
+            let mut drivers = Vec::new();
+            for (k, ((rider, _), (driver, _))) in pairs.riders.iter().zip(&pairs.drivers).enumerate() {
+                let s = c.create_session(&format!("load-{k}"), rider, driver).await.unwrap();
+                riders.push((rider.clone(), s.participants[0].proxy_identifier.clone()));
+                drivers.push((driver.clone(), s.participants[1].proxy_identifier.clone()));
+            }
+            let msgs = |n| Arc::new(prepare(&url, AUTH, &riders, &["on my way, 5 minutes"], n));
+            let stops = |n| Arc::new(prepare(&url, AUTH, &drivers, &["STOP", "START"], n));
+            closed_loop(&url, msgs(1000), a.concurrency).await;
+            let s = closed_loop(&url, msgs(a.requests), a.concurrency).await;
+            row(name, "ordinary, closed loop", &s);
+            let steady = open_loop(&url, msgs(a.steady), a.rate).await;
+            row(name, &format!("ordinary, {} rps", a.rate), &steady);
+            let stop = closed_loop(&url, stops(a.requests / 4), a.concurrency).await;
+            row(name, "STOP/START, closed loop", &stop);
+            let stop_steady = open_loop(&url, stops(a.steady), a.rate).await;
+            row(name, &format!("STOP/START, {} rps", a.rate), &stop_steady);
+            verdicts.push(format!(
+                "{name}: ordinary at {:.2}x the floor's requests/s (target 0.3x: {}); p99 {} ms at {} rps (target < 10 ms: {}); errors {}",
+                s.rps() / floor.rps(),
+                if s.rps() >= 0.3 * floor.rps() { "met" } else { "NOT met" },
+                ms(steady.p99),
+                a.rate,
+                if steady.p99.as_millis() < 10 { "met" } else { "NOT met" },
+                s.errors + steady.errors + stop.errors + stop_steady.errors,
+            ));
+        });
+        servers.block_on(server.shutdown()).unwrap();
+    }
+    println!();
+    for v in verdicts {
+        println!("{v}");
+    }
+}
+
+struct Pairs {
+    riders: Vec<(String, String)>,
+    drivers: Vec<(String, String)>,
+}
+
+fn pairs(n: usize) -> Pairs {
+    Pairs {
+        riders: (0..n)
+            .map(|k| (format!("+1555100{k:04}"), "+15550000100".to_owned()))
+            .collect(),
+        drivers: (0..n)
+            .map(|k| (format!("+1555200{k:04}"), "+15550000100".to_owned()))
+            .collect(),
+    }
+}
+
+fn config(database: &str) -> Config {
+    use clap::Parser;
+    let cli = proxy_relay::Cli::parse_from([
+        "proxy-relay",
+        "--listen",
+        "127.0.0.1:0",
+        "--database",
+        database,
+        "--auth-token",
+        AUTH,
+        "--admin-token",
+        ADMIN,
+    ]);
+    Config::from_args(&cli.serve).unwrap()
+}
+
+async fn fresh_database(url: &str) -> String {
+    let (client, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    client
+        .batch_execute("DROP DATABASE IF EXISTS proxy_relay_load WITH (FORCE)")
+        .await
+        .unwrap();
+    client
+        .batch_execute("CREATE DATABASE proxy_relay_load")
+        .await
+        .unwrap();
+    let base = url.rsplit_once('/').map_or(url, |(b, _)| b);
+    format!("{base}/proxy_relay_load")
+}
