@@ -93,7 +93,7 @@ pub struct ServeArgs {
     #[arg(long, env = "PROXY_RELAY_DATABASE", default_value = "proxy-relay.db")]
     pub database: String,
     /// The public base URL Twilio posts to (signatures are checked against it, not against
-    /// what a proxy in front forwards). Default: http://<listen>.
+    /// what a proxy in front forwards). Default: `http://` and the --listen address.
     #[arg(long, env = "PROXY_RELAY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Twilio auth token(s) that sign webhooks; several, comma-separated, while rotating.
