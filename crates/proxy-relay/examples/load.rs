@@ -161,10 +161,16 @@ fn main() {
             row(name, "STOP/START, closed loop", &stop);
             let stop_steady = open_loop(&url, stops(a.steady), a.rate).await;
             row(name, &format!("STOP/START, {} rps", a.rate), &stop_steady);
+            // The throughput target is SQLite's (the single-host default); PostgreSQL is
+            // reported beside it.
+            let target = match name {
+                "SQLite" if s.rps() >= 0.3 * floor.rps() => "target 0.3x: met",
+                "SQLite" => "target 0.3x: NOT met",
+                _ => "reported, no target",
+            };
             verdicts.push(format!(
-                "{name}: ordinary at {:.2}x the floor's requests/s (target 0.3x: {}); p99 {} ms at {} rps (target < 10 ms: {}); errors {}",
+                "{name}: ordinary at {:.2}x the floor's requests/s ({target}); p99 {} ms at {} rps (target < 10 ms: {}); errors {}",
                 s.rps() / floor.rps(),
-                if s.rps() >= 0.3 * floor.rps() { "met" } else { "NOT met" },
                 ms(steady.p99),
                 a.rate,
                 if steady.p99.as_millis() < 10 { "met" } else { "NOT met" },

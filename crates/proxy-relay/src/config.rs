@@ -126,6 +126,17 @@ pub struct ServeArgs {
     /// Twilio account SID (with --sender twilio).
     #[arg(long, env = "TWILIO_ACCOUNT_SID")]
     pub twilio_account_sid: Option<String>,
+    /// An API key SID (SK…) to authenticate REST calls instead of the account's auth token.
+    #[arg(long, env = "TWILIO_API_KEY", requires = "twilio_api_secret")]
+    pub twilio_api_key: Option<String>,
+    /// The API key's secret.
+    #[arg(
+        long,
+        env = "TWILIO_API_SECRET",
+        hide_env_values = true,
+        requires = "twilio_api_key"
+    )]
+    pub twilio_api_secret: Option<String>,
     /// Twilio REST API base URL.
     #[arg(long, env = "TWILIO_API_URL", default_value = "https://api.twilio.com")]
     pub twilio_api_url: String,
@@ -170,6 +181,8 @@ pub enum SenderConfig {
         api_url: String,
         /// Account SID.
         account_sid: String,
+        /// An API key and secret for Basic auth, instead of the account SID and auth token.
+        api_key: Option<(String, String)>,
         /// Per-attempt timeout.
         timeout: Duration,
         /// Attempts per send.
@@ -326,10 +339,22 @@ impl Config {
                         format!("{account_sid:?} is not an account SID (AC and 32 hex digits)"),
                     ));
                 }
-                if generated.contains(&"auth-token") {
+                let api_key = match (&args.twilio_api_key, &args.twilio_api_secret) {
+                    (Some(k), Some(secret)) => {
+                        if !k.starts_with("SK") || k.len() != 34 {
+                            return Err(ConfigError::new(
+                                "twilio-api-key",
+                                format!("{k:?} is not an API key SID (SK and 32 hex digits)"),
+                            ));
+                        }
+                        Some((k.clone(), secret.clone()))
+                    }
+                    _ => None,
+                };
+                if api_key.is_none() && generated.contains(&"auth-token") {
                     return Err(ConfigError::new(
                         "auth-token",
-                        "is required with --sender twilio (it authenticates the REST calls)",
+                        "is required with --sender twilio unless --twilio-api-key is given (it authenticates the REST calls)",
                     ));
                 }
                 let api_url = args.twilio_api_url.trim_end_matches('/').to_owned();
@@ -342,6 +367,7 @@ impl Config {
                 SenderConfig::Twilio {
                     api_url,
                     account_sid,
+                    api_key,
                     timeout: Duration::from_millis(args.send_timeout_ms.max(1)),
                     attempts: args.send_attempts.max(1),
                 }

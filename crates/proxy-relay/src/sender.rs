@@ -227,6 +227,8 @@ pub struct TwilioSender {
     client: reqwest::Client,
     url: String,
     account_sid: String,
+    /// Basic auth: the account SID and auth token, or an API key and its secret.
+    user: String,
     auth_token: String,
     status_callback: Option<String>,
     timeout: Duration,
@@ -238,6 +240,7 @@ impl std::fmt::Debug for TwilioSender {
         f.debug_struct("TwilioSender")
             .field("url", &self.url)
             .field("account_sid", &self.account_sid)
+            .field("user", &self.user)
             .field("auth_token", &"***")
             .field("timeout", &self.timeout)
             .field("attempts", &self.attempts)
@@ -281,11 +284,28 @@ impl TwilioSender {
                 proxy_optout_twilio::SendRequest::path(account_sid)
             ),
             account_sid: account_sid.to_owned(),
+            user: account_sid.to_owned(),
             auth_token: auth_token.to_owned(),
             status_callback: None,
             timeout: SEND_TIMEOUT,
             attempts: SEND_ATTEMPTS,
         })
+    }
+
+    /// Authenticate with an API key and its secret instead of the account's auth token (the
+    /// account SID stays in the URL).
+    ///
+    /// ```
+    /// # let s = proxy_relay::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
+    /// let s = s.api_key("SK0123", "secret");
+    /// # let _ = s;
+    /// # Ok::<(), proxy_relay::ConfigError>(())
+    /// ```
+    #[must_use]
+    pub fn api_key(mut self, key: &str, secret: &str) -> Self {
+        self.user = key.to_owned();
+        self.auth_token = secret.to_owned();
+        self
     }
 
     /// Ask Twilio to post delivery updates to `url` (a later 21610 arrives there).
@@ -331,7 +351,7 @@ impl TwilioSender {
         let response = self
             .client
             .post(&self.url)
-            .basic_auth(&self.account_sid, Some(&self.auth_token))
+            .basic_auth(&self.user, Some(&self.auth_token))
             .header("content-type", "application/x-www-form-urlencoded")
             .header("I-Twilio-Idempotency-Token", &message.idempotency_key)
             .timeout(self.timeout)

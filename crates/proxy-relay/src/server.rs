@@ -125,13 +125,20 @@ pub fn sender_for(
         SenderConfig::Twilio {
             api_url,
             account_sid,
+            api_key,
             timeout,
             attempts,
-        } => Arc::new(
-            TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])?
-                .status_callback(format!("{public_url}{STATUS_CALLBACK_PATH}"))
-                .retries(*timeout, *attempts),
-        ),
+        } => {
+            let mut sender = TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])?;
+            if let Some((key, secret)) = api_key {
+                sender = sender.api_key(key, secret);
+            }
+            Arc::new(
+                sender
+                    .status_callback(format!("{public_url}{STATUS_CALLBACK_PATH}"))
+                    .retries(*timeout, *attempts),
+            )
+        }
     })
 }
 

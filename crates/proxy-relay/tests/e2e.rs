@@ -776,3 +776,41 @@ async fn the_floor_server_checks_signatures_like_the_relay() {
         403
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sends_can_authenticate_with_an_api_key() {
+    use common::{API_KEY, API_SECRET};
+    let fake = FakeTwilio::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let good = start_with_twilio(
+        dir.path().join("a.db").to_str().unwrap(),
+        &fake,
+        &[
+            "--twilio-api-key",
+            API_KEY,
+            "--twilio-api-secret",
+            API_SECRET,
+        ],
+    )
+    .await;
+    let c = client(&good);
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let rp = s.participants[0].proxy_identifier.clone();
+    assert_eq!(c.message(RIDER, &rp, "hi").await.unwrap().status, 200);
+    assert_eq!(fake.sent().len(), 1);
+    good.shutdown().await.unwrap();
+
+    // A wrong secret: Twilio answers 401, the forward reaches no verdict, the webhook 503.
+    let bad = start_with_twilio(
+        dir.path().join("b.db").to_str().unwrap(),
+        &fake,
+        &["--twilio-api-key", API_KEY, "--twilio-api-secret", "wrong"],
+    )
+    .await;
+    let c = client(&bad);
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let rp = s.participants[0].proxy_identifier.clone();
+    assert_eq!(c.message(RIDER, &rp, "hi").await.unwrap().status, 503);
+    assert_eq!(fake.sent().len(), 1);
+    bad.shutdown().await.unwrap();
+}

@@ -19,6 +19,8 @@ use proxy_relay::{Config, Server};
 pub const AUTH_TOKEN: &str = "test-auth-token-12345";
 pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
+pub const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
+pub const API_SECRET: &str = "api-key-secret";
 
 /// One create call the fake received and accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -87,13 +89,15 @@ async fn create(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    let expected = format!(
-        "Basic {}",
-        base64_encode(format!("{ACCOUNT_SID}:{AUTH_TOKEN}").as_bytes())
-    );
-    if account != ACCOUNT_SID
-        || headers.get("authorization").and_then(|v| v.to_str().ok()) != Some(expected.as_str())
-    {
+    // The account's auth token, or an API key and its secret.
+    let accepted = [(ACCOUNT_SID, AUTH_TOKEN), (API_KEY, API_SECRET)].map(|(user, pass)| {
+        format!(
+            "Basic {}",
+            base64_encode(format!("{user}:{pass}").as_bytes())
+        )
+    });
+    let given = headers.get("authorization").and_then(|v| v.to_str().ok());
+    if account != ACCOUNT_SID || !accepted.iter().any(|a| Some(a.as_str()) == given) {
         return (
             StatusCode::UNAUTHORIZED,
             r#"{"code": 20003, "status": 401}"#,
