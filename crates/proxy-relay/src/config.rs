@@ -46,6 +46,12 @@ impl ConfigError {
     version,
     about = "A masked-number SMS relay: Twilio webhooks in, sends out, Twilio Proxy's opt-out rules."
 )]
+///
+/// ```
+/// use clap::Parser;
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "demo"]);
+/// assert!(matches!(cli.command, Some(proxy_relay::Command::Demo)));
+/// ```
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -56,6 +62,11 @@ pub struct Cli {
 }
 
 /// The subcommands.
+///
+/// ```
+/// use clap::Parser;
+/// assert!(proxy_relay::Cli::parse_from(["proxy-relay"]).command.is_none()); // serve
+/// ```
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve (the default).
@@ -66,6 +77,12 @@ pub enum Command {
 }
 
 /// The carrier-layer mode (HOST.md §2).
+///
+/// ```
+/// use clap::Parser;
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--mode", "mirror"]);
+/// assert_eq!(cli.serve.mode, proxy_relay::ModeArg::Mirror);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ModeArg {
     /// This server sends the STOP/START/HELP replies and refuses sends to opted-out pairs.
@@ -75,6 +92,11 @@ pub enum ModeArg {
 }
 
 /// Which [`Sender`](crate::Sender) forwards messages.
+///
+/// ```
+/// use clap::Parser;
+/// assert_eq!(proxy_relay::Cli::parse_from(["proxy-relay"]).serve.sender, proxy_relay::SenderArg::Log);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum SenderArg {
     /// Log what would be sent (no account needed).
@@ -84,6 +106,12 @@ pub enum SenderArg {
 }
 
 /// The server's settings; every flag has an environment variable.
+///
+/// ```
+/// use clap::Parser;
+/// let args = proxy_relay::Cli::parse_from(["proxy-relay", "--proxy-numbers", "+1P,+1Q"]).serve;
+/// assert_eq!(args.proxy_numbers, ["+1P", "+1Q"]);
+/// ```
 #[derive(Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.
@@ -170,6 +198,13 @@ impl std::fmt::Debug for ServeArgs {
 }
 
 /// How forwards are sent, once checked.
+///
+/// ```
+/// use clap::Parser;
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay"]);
+/// assert!(matches!(proxy_relay::Config::from_args(&cli.serve)?.sender, proxy_relay::SenderConfig::Log));
+/// # Ok::<(), proxy_relay::ConfigError>(())
+/// ```
 #[non_exhaustive]
 #[derive(Clone)]
 pub enum SenderConfig {
@@ -239,6 +274,10 @@ impl std::fmt::Debug for Config {
 }
 
 /// The shortest admin token accepted.
+///
+/// ```
+/// assert_eq!(proxy_relay::MIN_ADMIN_TOKEN, 16);
+/// ```
 pub const MIN_ADMIN_TOKEN: usize = 16;
 
 fn random_token() -> String {

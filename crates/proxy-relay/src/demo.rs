@@ -54,6 +54,11 @@ pub fn message_form(sid: &str, from: &str, to: &str, body: &str) -> Form<'static
 }
 
 /// One webhook's answer.
+///
+/// ```
+/// let a = proxy_relay::demo::Answer { status: 200, body: proxy_optout_twilio::EMPTY.into() };
+/// assert!(a.reply().is_none());
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Answer {
     /// The HTTP status.
@@ -135,6 +140,22 @@ impl TwilioClient {
     /// # Errors
     ///
     /// The HTTP client's error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// # let server = proxy_relay::Server::start(&config, None).await?;
+    /// # let c = proxy_relay::demo::TwilioClient::new(&server.url(), &server.url(), "t", "0123456789abcdef");
+    /// let form = c.message_form(&c.next_sid(), "+1A", "+1P", "hi");
+    /// assert_eq!(c.post_form(proxy_relay::WEBHOOK_PATH, &form, None).await?.status, 200);
+    /// assert_eq!(c.post_form(proxy_relay::WEBHOOK_PATH, &form, Some("forged")).await?.status, 403);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn post_form(
         &self,
         path: &str,
@@ -165,6 +186,21 @@ impl TwilioClient {
     /// # Errors
     ///
     /// The HTTP client's error.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// # let server = proxy_relay::Server::start(&config, None).await?;
+    /// # let c = proxy_relay::demo::TwilioClient::new(&server.url(), &server.url(), "t", "0123456789abcdef");
+    /// let answer = c.message("+1A", "+1P", "STOP").await?;
+    /// assert!(answer.reply().unwrap().contains("unsubscribed"));
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn message(
         &self,
         from: &str,
@@ -180,6 +216,21 @@ impl TwilioClient {
     /// # Errors
     ///
     /// The HTTP client's error, or the server's answer when it is not 201.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// # let server = proxy_relay::Server::start(&config, None).await?;
+    /// # let c = proxy_relay::demo::TwilioClient::new(&server.url(), &server.url(), "t", "0123456789abcdef");
+    /// let s = c.create_session("ride-1", "+1A", "+1B").await.map_err(|e| e.to_string())?;
+    /// assert_eq!(s.participants.len(), 2);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn create_session(
         &self,
         unique_name: &str,
@@ -205,6 +256,21 @@ impl TwilioClient {
     }
 
     /// The HTTP client (for calls this type has no helper for).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// # let server = proxy_relay::Server::start(&config, None).await?;
+    /// # let c = proxy_relay::demo::TwilioClient::new(&server.url(), &server.url(), "t", "0123456789abcdef");
+    /// let r = c.http().get(format!("{}/readyz", server.url())).send().await?;
+    /// assert_eq!(r.status(), 200);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn http(&self) -> &reqwest::Client {
         &self.http
@@ -247,6 +313,12 @@ fn short(text: &str) -> String {
 /// # Errors
 ///
 /// The first step that did not go as expected, or a start-up failure.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// proxy_relay::demo::run().await?; // prints one line per step
+/// # Ok(()) }
+/// ```
 pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let auth_token = uuid::Uuid::new_v4().simple().to_string();

@@ -61,6 +61,11 @@ async fn floor_webhook(
 }
 
 /// One prepared webhook: the encoded form and its signature, made before the clock starts.
+///
+/// ```
+/// let p = proxy_relay::load::prepare("http://h", "t", &[("+1A".into(), "+1P".into())], &["STOP", "START"], 2);
+/// assert_eq!(p.len(), 2);
+/// ```
 #[derive(Clone, Debug)]
 pub struct Prepared {
     body: Bytes,
@@ -99,6 +104,12 @@ pub fn prepare(
 }
 
 /// What a run measured.
+///
+/// ```
+/// let s = proxy_relay::load::Stats { requests: 1, errors: 0, elapsed: std::time::Duration::from_millis(10),
+///     p50: std::time::Duration::ZERO, p99: std::time::Duration::ZERO, max: std::time::Duration::ZERO };
+/// assert_eq!(s.rps(), 100.0);
+/// ```
 #[derive(Clone, Debug, PartialEq)]
 pub struct Stats {
     /// Requests sent.
@@ -166,6 +177,19 @@ async fn post_one(client: &reqwest::Client, url: &str, p: &Prepared) -> bool {
 }
 
 /// Sends every prepared request as fast as `concurrency` connections allow.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// # let router = proxy_relay::load::floor_router("t", &url);
+/// # tokio::spawn(async move { axum::serve(listener, router).await });
+/// use std::sync::Arc;
+/// let requests = Arc::new(proxy_relay::load::prepare(&url, "t", &[("+1A".into(), "+1P".into())], &["hi"], 20));
+/// let stats = proxy_relay::load::closed_loop(&url, requests, 4).await;
+/// assert_eq!((stats.requests, stats.errors), (20, 0));
+/// # Ok(()) }
+/// ```
 pub async fn closed_loop(base: &str, requests: Arc<Vec<Prepared>>, concurrency: usize) -> Stats {
     let url = format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/'));
     let client = reqwest::Client::new();
@@ -201,6 +225,19 @@ pub async fn closed_loop(base: &str, requests: Arc<Vec<Prepared>>, concurrency: 
 
 /// Sends the prepared requests at a steady `rate` per second, whether or not earlier ones
 /// were answered; latency counts from each request's scheduled time, so a stall shows.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let url = format!("http://{}", listener.local_addr()?);
+/// # let router = proxy_relay::load::floor_router("t", &url);
+/// # tokio::spawn(async move { axum::serve(listener, router).await });
+/// use std::sync::Arc;
+/// let requests = Arc::new(proxy_relay::load::prepare(&url, "t", &[("+1A".into(), "+1P".into())], &["hi"], 10));
+/// let stats = proxy_relay::load::open_loop(&url, requests, 200).await;
+/// assert_eq!((stats.requests, stats.errors), (10, 0));
+/// # Ok(()) }
+/// ```
 pub async fn open_loop(base: &str, requests: Arc<Vec<Prepared>>, rate: u32) -> Stats {
     let url = Arc::new(format!("{}{WEBHOOK_PATH}", base.trim_end_matches('/')));
     let client = reqwest::Client::new();

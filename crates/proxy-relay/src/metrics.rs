@@ -53,6 +53,10 @@ impl Family {
 }
 
 /// Upper bounds of the latency histogram, in seconds.
+///
+/// ```
+/// assert_eq!(proxy_relay::LATENCY_BUCKETS[0], 0.0005);
+/// ```
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
 ];
@@ -99,6 +103,10 @@ pub struct Metrics {
 }
 
 /// The route labels of the latency histogram.
+///
+/// ```
+/// assert!(proxy_relay::ROUTES.contains(&"webhook"));
+/// ```
 pub const ROUTES: [&str; 6] = [
     "webhook",
     "status_callback",

@@ -9,6 +9,12 @@ use std::time::Duration;
 use proxy_optout_twilio::{RestError, UNSUBSCRIBED_RECIPIENT};
 
 /// A boxed, `Send` future (the trait is used as `Arc<dyn Sender>`).
+///
+/// ```
+/// use proxy_relay::{Outgoing, SendFuture, Sent};
+/// fn accept(_: &Outgoing) -> SendFuture<'_> { Box::pin(async { Ok(Sent::Accepted { sid: None }) }) }
+/// # let _ = accept;
+/// ```
 pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send + 'a>>;
 
 /// One message to send.
@@ -249,10 +255,18 @@ impl std::fmt::Debug for TwilioSender {
 }
 
 /// The per-attempt timeout for a send.
+///
+/// ```
+/// assert_eq!(proxy_relay::SEND_TIMEOUT.as_secs(), 5);
+/// ```
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Attempts per send (the first and two retries): three 5-second attempts stay within
 /// Twilio's 15-second webhook timeout, so the webhook can still answer 503.
+///
+/// ```
+/// assert!(proxy_relay::SEND_TIMEOUT * proxy_relay::SEND_ATTEMPTS < std::time::Duration::from_secs(16));
+/// ```
 pub const SEND_ATTEMPTS: u32 = 3;
 
 impl TwilioSender {

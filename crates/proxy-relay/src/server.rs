@@ -34,12 +34,34 @@ use crate::sender::{LogSender, Outgoing, Sender, Sent, TwilioSender};
 use crate::sessions::{FieldError, NewSession, RouteRow, SessionStatus};
 
 /// The webhook paths, relative to the public URL.
+///
+/// ```
+/// assert_eq!(proxy_relay::WEBHOOK_PATH, "/twilio/sms");
+/// ```
 pub const WEBHOOK_PATH: &str = "/twilio/sms";
 /// Where Twilio posts delivery updates (and a late 21610).
+///
+/// ```
+/// assert_eq!(proxy_relay::STATUS_CALLBACK_PATH, "/twilio/status");
+/// ```
 pub const STATUS_CALLBACK_PATH: &str = "/twilio/status";
 
 /// Everything the handlers share. Immutable but for counters, so instances behind a load
 /// balancer agree: all state that matters is in the database.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let server = proxy_relay::Server::start(&config, None).await?;
+/// let app: &proxy_relay::App = server.app();
+/// assert!(app.public_url().starts_with("http://127.0.0.1:"));
+/// # server.shutdown().await?;
+/// # Ok(()) }
+/// ```
 pub struct App {
     relay: AsyncRelay<Db>,
     /// On SQLite, the same relay driven synchronously on the blocking pool.
@@ -65,18 +87,57 @@ impl std::fmt::Debug for App {
 
 impl App {
     /// The metrics.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.app().metrics().messages("forwarded"), 0);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
     }
 
     /// The database.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// server.app().db().ping().await?;
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn db(&self) -> &Db {
         self.relay.store()
     }
 
     /// The public base URL signatures are checked against.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.app().public_url(), server.url()); // no --public-url given
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn public_url(&self) -> &str {
         &self.public_url
@@ -88,6 +149,11 @@ impl App {
 }
 
 /// Why the server did not start.
+///
+/// ```
+/// let e = proxy_relay::StartError::from(proxy_relay::DbError::Task("x".into()));
+/// assert!(e.to_string().starts_with("--database: "));
+/// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -116,6 +182,18 @@ fn digest(token: &str) -> [u8; 32] {
 /// # Errors
 ///
 /// [`ConfigError`](crate::ConfigError) when the HTTP client cannot be built.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let sender = proxy_relay::sender_for(&config, "https://relay.example.com")?;
+/// assert_eq!(sender.name(), "log");
+/// # Ok(()) }
+/// ```
 pub fn sender_for(
     config: &Config,
     public_url: &str,
@@ -143,6 +221,20 @@ pub fn sender_for(
 }
 
 /// A running server.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let server = proxy_relay::Server::start(&config, None).await?;
+/// let health = reqwest::get(format!("{}/healthz", server.url())).await?;
+/// assert_eq!(health.status(), 200);
+/// server.shutdown().await?;
+/// # Ok(()) }
+/// ```
 pub struct Server {
     addr: SocketAddr,
     app: Arc<App>,
@@ -166,6 +258,18 @@ impl Server {
     /// # Errors
     ///
     /// [`StartError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, Some(std::sync::Arc::new(proxy_relay::MemorySender::new()))).await?;
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn start(
         config: &Config,
         sender: Option<Arc<dyn Sender>>,
@@ -240,18 +344,57 @@ impl Server {
     }
 
     /// The bound address.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert!(server.addr().ip().is_loopback());
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn addr(&self) -> SocketAddr {
         self.addr
     }
 
     /// `http://` and the bound address.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.url(), format!("http://{}", server.addr()));
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }
 
     /// The shared state (metrics, database).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert!(server.app().metrics().render().contains("proxy_relay_request_duration_seconds"));
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn app(&self) -> &Arc<App> {
         &self.app
@@ -263,6 +406,20 @@ impl Server {
     /// # Errors
     ///
     /// The server's I/O error, or `TimedOut` when requests were still running at the deadline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// let url = server.url();
+    /// server.shutdown().await?;
+    /// assert!(reqwest::get(format!("{url}/healthz")).await.is_err());
+    /// # Ok(()) }
+    /// ```
     pub async fn shutdown(mut self) -> std::io::Result<()> {
         if let Some(tx) = self.shutdown.take() {
             let _ = tx.send(());
@@ -281,6 +438,21 @@ impl Server {
 }
 
 /// The service's routes.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let server = proxy_relay::Server::start(&config, None).await?;
+/// // The same routes, to mount under a host's own axum app:
+/// let routes: axum::Router = proxy_relay::router(server.app().clone());
+/// # let _ = routes;
+/// # server.shutdown().await?;
+/// # Ok(()) }
+/// ```
 pub fn router(app: Arc<App>) -> Router {
     let admin = Router::new()
         .route("/v1/sessions", post(create_session).get(list_sessions))
@@ -898,6 +1070,10 @@ struct ListQuery {
 }
 
 /// The most sessions one list call returns.
+///
+/// ```
+/// assert_eq!(proxy_relay::MAX_LIST, 1000);
+/// ```
 pub const MAX_LIST: u32 = 1000;
 
 async fn list_sessions(

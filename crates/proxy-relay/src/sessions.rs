@@ -160,6 +160,10 @@ impl FieldError {
 }
 
 /// The longest friendly name kept.
+///
+/// ```
+/// assert_eq!(proxy_relay::MAX_FRIENDLY_NAME, 256);
+/// ```
 pub const MAX_FRIENDLY_NAME: usize = 256;
 
 impl NewSession {
@@ -245,6 +249,12 @@ pub(crate) fn proxy_for(participant: &str, number: &str) -> String {
 }
 
 /// What the webhook needs about the session of one (sender, proxy number) pair.
+///
+/// ```
+/// let row = proxy_relay::RouteRow { session: "KS1".into(), sender: proxy_optout::Participant::new("+1A", "+1P")?, recipient: None };
+/// assert!(row.route()?.recipient().is_none());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RouteRow {
     /// The session id.

@@ -15,11 +15,19 @@ use crate::sessions::{
 };
 
 /// The version of the session tables this build writes.
+///
+/// ```
+/// assert_eq!(proxy_relay::SESSION_SCHEMA_VERSION, 1);
+/// ```
 pub const SESSION_SCHEMA_VERSION: i32 = 1;
 
 /// The session tables, the same text on SQLite and PostgreSQL. The partial unique index is
 /// what keeps a (participant, proxy number) pair in at most one open session, even when two
 /// instances allocate at once.
+///
+/// ```
+/// assert!(proxy_relay::SESSION_SCHEMA.contains("relay_participants_active_pair"));
+/// ```
 pub const SESSION_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS proxy_relay_schema (version INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS relay_sessions (
@@ -200,6 +208,15 @@ impl AdminError {
 }
 
 /// The processed-message claim for one webhook delivery.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+/// assert_eq!(db.begin(Some("SM1"), "+1A", "+1P").await?.0, proxy_relay::Claim::New);
+/// assert_eq!(db.begin(Some("SM1"), "+1A", "+1P").await?.0, proxy_relay::Claim::InProgress);
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Claim {
     /// First delivery (or no message id): handle it.
@@ -211,6 +228,15 @@ pub enum Claim {
 }
 
 /// The server's database handle. Cheap to clone.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+/// db.ping().await?;
+/// assert!(db.sqlite().is_some() && db.postgres().is_none());
+/// # Ok(()) }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Db(Inner);
 
@@ -340,6 +366,15 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// let (claim, route) = db.begin(Some("SM1"), "+1A", "+1P").await?;
+    /// assert_eq!((claim, route), (proxy_relay::Claim::New, None)); // no session for (+1A, +1P)
+    /// # Ok(()) }
+    /// ```
     pub async fn begin(
         &self,
         message_id: Option<&str>,
@@ -395,6 +430,16 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// db.begin(Some("SM1"), "+1A", "+1P").await?;
+    /// db.complete("SM1", "<Response/>").await?;
+    /// assert_eq!(db.begin(Some("SM1"), "+1A", "+1P").await?.0, proxy_relay::Claim::Answered("<Response/>".into()));
+    /// # Ok(()) }
+    /// ```
     pub async fn complete(&self, message_id: &str, answer: &str) -> Result<(), DbError> {
         match &self.0 {
             Inner::Sqlite { worker, .. } => {
@@ -412,6 +457,16 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// db.begin(Some("SM1"), "+1A", "+1P").await?;
+    /// db.release("SM1").await?;
+    /// assert_eq!(db.begin(Some("SM1"), "+1A", "+1P").await?.0, proxy_relay::Claim::New);
+    /// # Ok(()) }
+    /// ```
     pub async fn release(&self, message_id: &str) -> Result<(), DbError> {
         match &self.0 {
             Inner::Sqlite { .. } => {
@@ -460,6 +515,14 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// assert!(db.session("KSnone").await?.is_none());
+    /// # Ok(()) }
+    /// ```
     pub async fn session(&self, sid: &str) -> Result<Option<Session>, DbError> {
         match &self.0 {
             Inner::Sqlite {
@@ -479,6 +542,17 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// let req = serde_json::from_str(r#"{"participants": [{"identifier": "+1A"}, {"identifier": "+1B"}]}"#)?;
+    /// db.create_session(&req, &["+1P".into()]).await?;
+    /// let open = db.sessions(Some(proxy_relay::SessionStatus::Open), 10).await?;
+    /// assert_eq!(open.len(), 1);
+    /// # Ok(()) }
+    /// ```
     pub async fn sessions(
         &self,
         status: Option<SessionStatus>,
@@ -505,6 +579,18 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// let req = serde_json::from_str(r#"{"participants": [{"identifier": "+1A"}, {"identifier": "+1B"}]}"#)?;
+    /// let s = db.create_session(&req, &["+1P".into()]).await?;
+    /// let closed = db.close_session(&s.sid).await?.unwrap();
+    /// assert_eq!(closed.status, proxy_relay::SessionStatus::Closed);
+    /// assert!(db.begin(None, "+1A", "+1P").await?.1.is_none()); // no longer routed
+    /// # Ok(()) }
+    /// ```
     pub async fn close_session(&self, sid: &str) -> Result<Option<Session>, DbError> {
         match &self.0 {
             Inner::Sqlite { ledger, worker, .. } => {
@@ -520,6 +606,14 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// db.ping().await?;
+    /// # Ok(()) }
+    /// ```
     pub async fn ping(&self) -> Result<(), DbError> {
         match &self.0 {
             Inner::Sqlite {
@@ -556,6 +650,14 @@ impl Db {
     /// # Errors
     ///
     /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// assert_eq!(db.purge_processed().await?, 0);
+    /// # Ok(()) }
+    /// ```
     pub async fn purge_processed(&self) -> Result<u64, DbError> {
         match &self.0 {
             Inner::Sqlite {
@@ -573,6 +675,14 @@ impl Db {
     }
 
     /// The SQLite store with durable commits, if this is SQLite (for tests and audits).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// assert!(db.sqlite().is_some());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn sqlite(&self) -> Option<&SqliteStore> {
         match &self.0 {
@@ -582,6 +692,14 @@ impl Db {
     }
 
     /// The PostgreSQL store, if this is PostgreSQL.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// assert!(db.postgres().is_none());
+    /// # Ok(()) }
+    /// ```
     #[must_use]
     pub fn postgres(&self) -> Option<&PgStore> {
         match &self.0 {
