@@ -16,6 +16,8 @@ fn main() -> ExitCode {
                 .unwrap_or_else(|_| (if demo { "error" } else { "info" }).into()),
         )
         .with_writer(std::io::stderr)
+        // Colour only for a person at a terminal, not for a log collector.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
