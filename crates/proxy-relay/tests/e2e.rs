@@ -814,3 +814,76 @@ async fn sends_can_authenticate_with_an_api_key() {
     assert_eq!(fake.sent().len(), 1);
     bad.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mirror_mode_never_replies_and_follows_the_platform_into_the_ledger() {
+    let fake = FakeTwilio::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let server = start_with_twilio(
+        dir.path().join("r.db").to_str().unwrap(),
+        &fake,
+        &["--mode", "mirror"],
+    )
+    .await;
+    let c = client(&server);
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let (rp, dp) = (
+        s.participants[0].proxy_identifier.clone(),
+        s.participants[1].proxy_identifier.clone(),
+    );
+    // Twilio answers STOP itself: no second confirmation from us, but the ledger follows.
+    let a = c.message(DRIVER, &dp, "STOP").await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+    // A send Twilio would refuse with 21610 is not attempted.
+    let a = c.message(RIDER, &rp, "hello?").await.unwrap();
+    assert_eq!(a.status, 200);
+    assert_eq!(fake.calls(), 0);
+    // Advanced Opt-Out: the platform's verdict on a custom keyword decides the ledger.
+    let sid = c.next_sid();
+    let mut pairs: Vec<(String, String)> = c
+        .message_form(&sid, DRIVER, &dp, "resume please")
+        .pairs()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    pairs.push(("OptOutType".into(), "START".into()));
+    let form = Form::from_pairs(pairs);
+    let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedIn);
+    server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_whose_caller_hangs_up_is_still_finished_and_answered_on_retry() {
+    let fake = FakeTwilio::start().await;
+    fake.delay(Duration::from_millis(800));
+    let (_dir, server, c) = sqlite_server(&fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let form = c.message_form(
+        &c.next_sid(),
+        RIDER,
+        &s.participants[0].proxy_identifier,
+        "hi",
+    );
+    // Twilio gives up on us mid-send (it waits 15 s; here, 200 ms).
+    let url = format!("{}{WEBHOOK_PATH}", server.url());
+    let gave_up = c
+        .http()
+        .post(&url)
+        .timeout(Duration::from_millis(200))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", sign(AUTH_TOKEN, &url, &form))
+        .body(form.encode())
+        .send()
+        .await;
+    assert!(gave_up.is_err());
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(fake.sent().len(), 1, "the send begun was finished");
+    // Its retry gets the stored answer and sends nothing again.
+    let again = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+    assert_eq!((again.status, again.body.as_str()), (200, EMPTY));
+    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(server.app().metrics().messages("replayed"), 1);
+    server.shutdown().await.unwrap();
+}

@@ -663,8 +663,14 @@ impl Db {
             Inner::Sqlite {
                 ledger: fast,
                 worker,
-                ..
+                in_flight,
             } => {
+                // In-flight entries of handlers that died (a panic, a crash of the task) are
+                // stale after STALE_CLAIM; forget them so the map cannot grow without bound.
+                in_flight
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .retain(|_, at| at.elapsed() < proxy_optout_sqlite::STALE_CLAIM);
                 let fast = fast.clone();
                 worker
                     .run(move || Ok(fast.purge_processed(proxy_optout_sqlite::RETENTION)? as u64))
