@@ -632,11 +632,14 @@ async fn handle_message(app: Arc<App>, body: Bytes) -> Response {
     match perform(&app, id.unwrap_or(""), &outcome).await {
         Ok(answer) => {
             if let Some(id) = id {
-                if let Err(e) = app.db_ref().complete(id, &answer).await {
-                    // Everything was performed; only redelivery protection is missing.
-                    app.metrics.store_error("complete");
-                    tracing::error!(error = %e, message_sid = id, "could not store the answer");
-                }
+                let (errors, sid) = (app.clone(), id.to_owned());
+                app.db_ref()
+                    .complete_in_order(id, answer.clone(), move |e| {
+                        // Everything was performed; only redelivery protection is missing.
+                        errors.metrics.store_error("complete");
+                        tracing::error!(error = %e, message_sid = sid, "could not store the answer");
+                    })
+                    .await;
             }
             twiml(answer)
         }

@@ -257,6 +257,10 @@ enum Inner {
     Postgres(PgStore),
 }
 
+fn on_error_now(e: DbError) {
+    tracing::error!(error = %e, "could not queue the answer; a retry is handled again");
+}
+
 fn now_ms() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -422,6 +426,38 @@ impl Db {
         match &self.0 {
             Inner::Sqlite { .. } => Some(sqlite::begin(self, message_id, from, to)),
             Inner::Postgres(_) => None,
+        }
+    }
+
+    /// Stores the answer for a claimed message id without waiting for the write, where that
+    /// is safe: on SQLite every call runs in order on one thread, so any delivery that
+    /// arrives after this returns is looked up after the answer is stored. `on_error` runs
+    /// (on the database thread) if the write fails. On PostgreSQL this waits, as
+    /// [`complete`](Db::complete).
+    pub(crate) async fn complete_in_order(
+        &self,
+        message_id: &str,
+        answer: String,
+        on_error: impl FnOnce(DbError) + Send + 'static,
+    ) {
+        match &self.0 {
+            Inner::Sqlite { worker, .. } => {
+                let (db, id) = (self.clone(), message_id.to_owned());
+                let queued = worker.submit(move || {
+                    if let Err(e) = sqlite::complete(&db, &id, &answer) {
+                        on_error(e);
+                    }
+                });
+                if let Err(e) = queued {
+                    sqlite::release(self, message_id);
+                    on_error_now(e);
+                }
+            }
+            Inner::Postgres(_) => {
+                if let Err(e) = self.complete(message_id, &answer).await {
+                    on_error(e);
+                }
+            }
         }
     }
 

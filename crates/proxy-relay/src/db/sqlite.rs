@@ -104,7 +104,8 @@ fn claim(db: &Db, id: &str) -> Result<Claim, DbError> {
 pub(super) fn complete(db: &Db, id: &str, answer: &str) -> Result<(), DbError> {
     let (store, in_flight) = parts(db);
     let result = store.with_connection(|c| {
-        c.execute_batch("PRAGMA synchronous = NORMAL")?;
+        c.prepare_cached("PRAGMA synchronous = NORMAL")?
+            .execute([])?;
         let written = c
             .prepare_cached(
                 "INSERT INTO processed_messages (message_id, answer, processed_at)
@@ -113,7 +114,7 @@ pub(super) fn complete(db: &Db, id: &str, answer: &str) -> Result<(), DbError> {
             )
             .and_then(|mut st| st.execute(params![id, answer, now_ms()]));
         // Back to FULL whatever happened: every other write on this connection is synced.
-        c.execute_batch("PRAGMA synchronous = FULL")?;
+        c.prepare_cached("PRAGMA synchronous = FULL")?.execute([])?;
         written.map(|_| ())
     });
     lock(in_flight).remove(id);

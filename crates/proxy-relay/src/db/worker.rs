@@ -46,6 +46,14 @@ impl DbWorker {
         self.call(f).await?
     }
 
+    /// Queues `f` without waiting for it. Jobs run in the order they were queued, so a job
+    /// queued later sees what this one wrote.
+    pub(crate) fn submit(&self, f: impl FnOnce() + Send + 'static) -> Result<(), DbError> {
+        self.jobs
+            .send(Box::new(f))
+            .map_err(|_| DbError::Task("the database thread has stopped".into()))
+    }
+
     /// Runs `f` on the database thread; `Err` only when the thread could not run it.
     pub(crate) async fn call<T: Send + 'static>(
         &self,
