@@ -581,13 +581,10 @@ async fn inbound_webhook(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Err(r) = authenticate(&app, &uri, &headers, &body) {
-        return r;
-    }
-    // Once authenticated, the message is handled in its own task: if Twilio gives up and
-    // closes the connection, hyper drops this handler, but the effects already begun (a
-    // ledger write, a send) still finish and the answer is still stored for the retry.
-    let task = tokio::spawn(handle_message(app.clone(), body));
+    // The message is handled in its own task: if Twilio gives up and closes the connection,
+    // hyper drops this handler, but the effects already begun (a ledger write, a send) still
+    // finish and the answer is still stored for the retry.
+    let task = tokio::spawn(handle_message(app, uri, headers, body));
     match task.await {
         Ok(response) => response,
         Err(e) => {
@@ -597,12 +594,15 @@ async fn inbound_webhook(
     }
 }
 
-async fn handle_message(app: Arc<App>, body: Bytes) -> Response {
-    // Parsed once already on the way in; parsing again is cheaper than moving the borrowed
-    // form into the task.
-    let form = match Form::parse(&body) {
+async fn handle_message(
+    app: Arc<App>,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let form = match authenticate(&app, &uri, &headers, &body) {
         Ok(f) => f,
-        Err(e) => return plain(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(r) => return r,
     };
     let message = match InboundMessage::from_form(&form) {
         Ok(m) => m,

@@ -311,6 +311,24 @@ fn participant(sid: &str, identifier: &str, proxy: &str) -> Result<Participant, 
     })
 }
 
+/// The route row of one lookup: the sender as asked, the other participant as stored.
+fn route_row(
+    session: String,
+    from: &str,
+    to: &str,
+    other: Option<String>,
+    other_proxy: Option<String>,
+) -> Result<RouteRow, DbError> {
+    Ok(RouteRow {
+        sender: participant(&session, from, to)?,
+        recipient: match (other, other_proxy) {
+            (Some(o), Some(op)) => Some(participant(&session, &o, &op)?),
+            _ => None,
+        },
+        session,
+    })
+}
+
 fn status_of(sid: &str, value: &str) -> Result<SessionStatus, DbError> {
     SessionStatus::parse(value).ok_or_else(|| DbError::BadRow {
         sid: sid.to_owned(),

@@ -4,7 +4,7 @@
 use proxy_optout_postgres::{Options, PgStore, StoreError};
 
 use super::{
-    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, Inner, SessionHead,
+    assemble, now_ms, pick_proxy, route_row, AdminError, Claim, Db, DbError, Inner, SessionHead,
     SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{
@@ -78,22 +78,9 @@ pub(super) async fn begin(
     let c = client(pg).await?;
     let stmt = c.prepare_cached(ROUTE).await?;
     let row = c.query_opt(&stmt, &[&from, &to]).await?;
-    let route = match row {
-        None => None,
-        Some(r) => {
-            let session: String = r.get(0);
-            let other: Option<String> = r.get(1);
-            let other_proxy: Option<String> = r.get(2);
-            Some(RouteRow {
-                sender: participant(&session, from, to)?,
-                recipient: match (other, other_proxy) {
-                    (Some(o), Some(op)) => Some(participant(&session, &o, &op)?),
-                    _ => None,
-                },
-                session,
-            })
-        }
-    };
+    let route = row
+        .map(|r| route_row(r.get(0), from, to, r.get(1), r.get(2)))
+        .transpose()?;
     Ok((claim, route))
 }
 

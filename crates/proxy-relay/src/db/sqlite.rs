@@ -11,7 +11,7 @@ use proxy_optout_sqlite::{Durability, Options, SqliteStore};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{
-    assemble, now_ms, participant, pick_proxy, AdminError, Claim, Db, DbError, Inner, SessionHead,
+    assemble, now_ms, pick_proxy, route_row, AdminError, Claim, Db, DbError, Inner, SessionHead,
     SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{
@@ -157,17 +157,9 @@ pub(super) fn begin(
             })
             .optional()
     })?;
-    let route = match row {
-        None => None,
-        Some((session, other, other_proxy)) => Some(RouteRow {
-            sender: participant(&session, from, to)?,
-            recipient: match (other, other_proxy) {
-                (Some(o), Some(op)) => Some(participant(&session, &o, &op)?),
-                _ => None,
-            },
-            session,
-        }),
-    };
+    let route = row
+        .map(|(session, other, other_proxy)| route_row(session, from, to, other, other_proxy))
+        .transpose()?;
     Ok((claim, route))
 }
 
