@@ -161,9 +161,9 @@ pub use policy::{
     SyncPolicy, TwilioProxy,
 };
 pub use relay::{
-    Answers, AsyncRelay, CarrierMode, Delivery, Effect, Feedback, FeedbackError, FeedbackOutcome,
-    Inbound, InputError, LedgerChange, Outbound, Outcome, Plan, Relay, RelayCore, RelayError,
-    Settings, Withheld,
+    Answer, Answers, AsyncRelay, CarrierMode, Delivery, Effect, Feedback, FeedbackError,
+    FeedbackOutcome, Inbound, InputError, LedgerChange, Outbound, Outcome, Plan, Relay, RelayCore,
+    RelayError, Settings, Step, Steps, Withheld,
 };
 pub use replies::{AutoReplies, DEFAULT_HELP_REPLY, DEFAULT_START_REPLY, DEFAULT_STOP_REPLY};
 pub use session::{Participant, Route, SessionError, Sessions};

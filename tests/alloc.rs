@@ -196,7 +196,8 @@ fn hundred_megabyte_bodies() {
 #[test]
 fn relay_steps_never_allocate() {
     use proxy_optout::{
-        Answers, CarrierMode, Feedback, Inbound, OptState, Participant, RelayCore, Route, Settings,
+        Answer, Answers, CarrierMode, Feedback, Inbound, OptState, Participant, RelayCore, Route,
+        Settings, Step,
     };
     let corpus = corpus();
     let rider = Participant::new("+1rider", "+1P").unwrap();
@@ -260,6 +261,47 @@ fn relay_steps_never_allocate() {
         assert_eq!((count, n), (2, 0));
     }
     assert_eq!(outcomes, 2 * corpus.len() * 4 * 3 * 4);
+    // The step loop every driver runs, answered as a store and a hook would (Ok and Err).
+    let mut loops = 0;
+    for mode in CarrierMode::ALL {
+        let core = RelayCore::new().with_mode(mode);
+        for body in &corpus {
+            let inbound = Inbound::sms("+1rider", "+1P", body).with_message_id("SM1");
+            for route in routes {
+                for (filtering, state, verdict, store_up) in [
+                    (StopFiltering::On, OptState::OptedIn, Intercept::Allow, true),
+                    (StopFiltering::Off, OptState::OptedOut, Intercept::Block, true),
+                    (StopFiltering::On, OptState::OptedOut, Intercept::Allow, false),
+                ] {
+                    let (done, n) = allocations(|| {
+                        let mut steps = core
+                            .steps::<u8>(&inbound, route, StopFilterFlag::Ignore)
+                            .unwrap();
+                        let mut asked = 0;
+                        while let Some(step) = steps.next() {
+                            asked += 1;
+                            steps.answer(match step {
+                                Step::Filtering(_) => Answer::Filtering(filtering),
+                                Step::State(_) if store_up => Answer::State(Ok(state)),
+                                Step::State(_) => Answer::State(Err(1)),
+                                Step::Intercept(..) => Answer::Intercept(verdict),
+                                Step::Record(..) if store_up => Answer::Recorded(Ok(())),
+                                _ => Answer::Unavailable,
+                            });
+                        }
+                        // Only the store-down error path boxes its outcome: count the rest.
+                        let ok = store_up.then(|| steps.finish().map(|o| o.effects().count()));
+                        (asked, ok)
+                    });
+                    assert!(done.0 >= 1 && done.0 <= 6, "{} questions", done.0);
+                    assert!(done.1.map_or(true, |r| r.is_ok()));
+                    assert_eq!(n, 0, "{mode:?} steps allocated for {:.40?}", body);
+                    loops += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(loops, 2 * corpus.len() * 4 * 3);
     // The counter works on this path too: detaching an outcome allocates.
     let core = RelayCore::new();
     let inbound = Inbound::sms("+1rider", "+1P", "STOP");

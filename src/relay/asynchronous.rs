@@ -4,12 +4,13 @@
 use crate::identifier::IdentifierError;
 use crate::ledger::{AsyncOptOutStore, LedgerScope};
 use crate::policy::{AsyncProxyPolicy, TwilioProxy};
-use crate::relay::core::{Answers, CarrierMode, RelayCore, Settings};
-use crate::relay::error::{settle, FeedbackError, RelayError};
+use crate::relay::core::{CarrierMode, RelayCore};
+use crate::relay::error::{FeedbackError, RelayError};
 use crate::relay::feedback::{Feedback, FeedbackOutcome};
 use crate::relay::inbound::Inbound;
 use crate::relay::outcome::Outcome;
-use crate::session::{Participant, Route};
+use crate::relay::steps::{Answer, Step};
+use crate::session::Route;
 
 /// The asynchronous relay: a [`RelayCore`], an async policy and an async opt-out store. The
 /// host resolves the route (its sessions live in its database) and awaits
@@ -172,45 +173,23 @@ impl<S: AsyncOptOutStore, P: AsyncProxyPolicy> AsyncRelay<S, P> {
         inbound: &Inbound<'a>,
         route: Option<Route<'a>>,
     ) -> Result<Outcome<'a>, RelayError<S::Error>> {
-        let to = inbound.to;
-        let filtering = self.policy.stop_filtering(Some(to)).await;
-        let recipient_filtering = match route
-            .and_then(|r| r.recipient())
-            .map(Participant::proxy_identifier)
-        {
-            Some(p) if p != to => self.policy.stop_filtering(Some(p)).await,
-            _ => filtering,
-        };
-        let settings = Settings::new(self.policy.stop_filter_flag(), filtering)
-            .with_recipient_filtering(recipient_filtering);
-        let plan = self.core.plan(inbound, route, settings)?;
-        let mut answers = Answers::new();
-        let mut failed = None;
-        if let Some(key) = plan.sender_key() {
-            match self.store.state(key).await {
-                Ok(state) => answers = answers.sender_state(state),
-                Err(e) => failed = Some((key, e)),
-            }
-        }
-        let mut recipient_known = true;
-        if let Some(key) = plan.recipient_key() {
-            match self.store.state(key).await {
-                Ok(state) => answers = answers.recipient_state(state),
-                Err(e) => {
-                    recipient_known = false;
-                    failed.get_or_insert((key, e));
+        let mut steps = self
+            .core
+            .steps(inbound, route, self.policy.stop_filter_flag())?;
+        while let Some(step) = steps.next() {
+            let answer = match step {
+                Step::Filtering(number) => {
+                    Answer::Filtering(self.policy.stop_filtering(Some(number)).await)
                 }
-            }
+                Step::State(key) => Answer::State(self.store.state(key).await),
+                Step::Intercept(message, decision) => {
+                    Answer::Intercept(self.policy.intercept(&message, &decision).await)
+                }
+                Step::Record(key, state) => Answer::Recorded(self.store.record(key, state).await),
+            };
+            steps.answer(answer);
         }
-        if let (true, Some((message, decision))) = (recipient_known, plan.intercept()) {
-            answers = answers.intercept(self.policy.intercept(&message, &decision).await);
-        }
-        let outcome = plan.finish(answers);
-        let record = match outcome.ledger() {
-            Some(c) => Some(self.store.record(c.key(), c.state()).await),
-            None => None,
-        };
-        settle(outcome, failed, record)
+        steps.finish()
     }
 
     /// Applies platform feedback (a send refused with 21610) to the ledger.
@@ -234,17 +213,11 @@ impl<S: AsyncOptOutStore, P: AsyncProxyPolicy> AsyncRelay<S, P> {
         &'a self,
         feedback: &Feedback<'a>,
     ) -> Result<FeedbackOutcome<'a>, FeedbackError<S::Error>> {
-        let mut out = self.core.feedback(feedback)?;
-        if let Some(change) = out.ledger() {
-            if let Err(source) = self.store.record(change.key(), change.state()).await {
-                return Err(FeedbackError::Record {
-                    key: change.key().to_owned(),
-                    state: change.state(),
-                    source,
-                });
-            }
-            out.recorded = true;
-        }
-        Ok(out)
+        let out = self.core.feedback(feedback)?;
+        let recorded = match out.ledger() {
+            Some(c) => Some(self.store.record(c.key(), c.state()).await),
+            None => None,
+        };
+        out.settle(recorded)
     }
 }

@@ -168,9 +168,9 @@ impl Settings {
         Settings {
             flag: policy.stop_filter_flag(),
             filtering,
-            recipient_filtering: match recipient_proxy {
-                Some(p) if p != to => policy.stop_filtering(Some(p)),
-                _ => filtering,
+            recipient_filtering: match other_number(to, recipient_proxy) {
+                Some(p) => policy.stop_filtering(Some(p)),
+                None => filtering,
             },
         }
     }
@@ -205,6 +205,13 @@ impl Settings {
     pub const fn recipient_filtering(&self) -> StopFiltering {
         self.recipient_filtering
     }
+}
+
+/// The recipient's proxy number when its STOP filtering must be asked separately: when there is
+/// a recipient and its proxy number is not the one the message was sent to.
+#[inline]
+pub(crate) fn other_number<'a>(to: &str, recipient_proxy: Option<&'a str>) -> Option<&'a str> {
+    recipient_proxy.filter(|p| *p != to)
 }
 
 /// The settings, seen by the classifier as a policy (without a hook: the plan asks the host).
@@ -508,34 +515,19 @@ impl RelayCore {
         route: Option<Route<'a>>,
         settings: Settings,
     ) -> Result<Plan<'a>, InputError> {
-        let channel = match route {
-            Some(r) => {
-                let sender = r.sender();
-                if !same(sender.identifier(), inbound.from)
-                    || !same(sender.proxy_identifier(), inbound.to)
-                {
-                    inbound.validate()?;
-                    return Err(InputError::RouteMismatch {
-                        session: r.session().into(),
-                        sender: sender.identifier().into(),
-                        proxy: sender.proxy_identifier().into(),
-                    });
-                }
-                // `from` and `to` equal the route's participant, whose identifiers were
-                // checked when it was made: only the message id is left to check.
-                if let Some(id) = inbound.message_id {
-                    crate::identifier::validate_identifier("message id", id)?;
-                }
-                match (sender.channel(), inbound.channel) {
-                    (Channel::Sms, Channel::Mms) => Channel::Mms,
-                    (c, _) => c,
-                }
-            }
-            None => {
-                inbound.validate()?;
-                inbound.channel
-            }
-        };
+        let channel = check(inbound, route)?;
+        Ok(self.plan_checked(inbound, route, channel, settings))
+    }
+
+    /// [`plan`](RelayCore::plan) for a message [`check`] accepted, on the channel it gave.
+    #[inline]
+    pub(crate) fn plan_checked<'a>(
+        &'a self,
+        inbound: &Inbound<'a>,
+        route: Option<Route<'a>>,
+        channel: Channel,
+        settings: Settings,
+    ) -> Plan<'a> {
         let message = inbound.message_on(channel);
         let mut decision = self.classifier.before_hook(&message, &Fixed(settings));
         if inbound.verdict.is_some() {
@@ -557,7 +549,7 @@ impl RelayCore {
             },
             _ => Leg::Withheld(Withheld::KeywordDropped),
         };
-        Ok(Plan {
+        Plan {
             core: self,
             inbound: *inbound,
             channel,
@@ -565,7 +557,45 @@ impl RelayCore {
             decision,
             asks_sender,
             leg,
-        })
+        }
+    }
+}
+
+/// Checks the message's identifiers and that `route` is its own, and returns the channel the
+/// message is classified on: in session the sender participant's (an SMS participant's MMS
+/// stays MMS), out of session the one the message says.
+#[inline]
+pub(crate) fn check(
+    inbound: &Inbound<'_>,
+    route: Option<Route<'_>>,
+) -> Result<Channel, InputError> {
+    match route {
+        Some(r) => {
+            let sender = r.sender();
+            if !same(sender.identifier(), inbound.from)
+                || !same(sender.proxy_identifier(), inbound.to)
+            {
+                inbound.validate()?;
+                return Err(InputError::RouteMismatch {
+                    session: r.session().into(),
+                    sender: sender.identifier().into(),
+                    proxy: sender.proxy_identifier().into(),
+                });
+            }
+            // `from` and `to` equal the route's participant, whose identifiers were
+            // checked when it was made: only the message id is left to check.
+            if let Some(id) = inbound.message_id {
+                crate::identifier::validate_identifier("message id", id)?;
+            }
+            Ok(match (sender.channel(), inbound.channel) {
+                (Channel::Sms, Channel::Mms) => Channel::Mms,
+                (c, _) => c,
+            })
+        }
+        None => {
+            inbound.validate()?;
+            Ok(inbound.channel)
+        }
     }
 }
 
@@ -631,7 +661,7 @@ pub struct Plan<'a> {
 }
 
 impl<'a> Plan<'a> {
-    fn sender(&self) -> LedgerKey<'a> {
+    pub(crate) fn sender(&self) -> LedgerKey<'a> {
         self.core.key(self.inbound.to, self.inbound.from)
     }
 

@@ -85,6 +85,42 @@ impl<'a> FeedbackOutcome<'a> {
         self.recorded
     }
 
+    /// Folds a driver's attempt to store [`ledger`](FeedbackOutcome::ledger) into the result:
+    /// `Some(Ok(()))` marks it recorded, `Some(Err(_))` is the error naming the change, `None`
+    /// (nothing was tried) leaves it for the host's effects.
+    ///
+    /// # Errors
+    ///
+    /// [`FeedbackError::Record`] when the attempt failed.
+    ///
+    /// ```
+    /// use proxy_optout::{Feedback, RelayCore};
+    /// let core = RelayCore::new();
+    /// let out = core.feedback(&Feedback::Refused { from: "P", to: "A" })?;
+    /// assert!(out.settle::<()>(Some(Ok(()))).unwrap().is_recorded());
+    /// let out = core.feedback(&Feedback::Refused { from: "P", to: "A" })?;
+    /// assert_eq!(out.settle(Some(Err("down"))).unwrap_err().to_string(),
+    ///     "the opt-out store failed to record opted_out for (P, A): down");
+    /// # Ok::<(), proxy_optout::IdentifierError>(())
+    /// ```
+    pub fn settle<E>(
+        mut self,
+        recorded: Option<Result<(), E>>,
+    ) -> Result<Self, crate::relay::error::FeedbackError<E>> {
+        match (recorded, &self.ledger) {
+            (Some(Err(source)), Some(change)) => Err(crate::relay::error::FeedbackError::Record {
+                key: change.key().to_owned(),
+                state: change.state(),
+                source,
+            }),
+            (Some(Ok(())), Some(_)) => {
+                self.recorded = true;
+                Ok(self)
+            }
+            _ => Ok(self),
+        }
+    }
+
     /// The effects, in order: the record (unless a driver stored it), then the notice.
     ///
     /// ```

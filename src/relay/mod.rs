@@ -3,6 +3,8 @@
 //!
 //! - [`core`]: the pure core, in two steps ([`RelayCore::plan`], [`Plan::finish`]) and the
 //!   feedback step; no I/O, no async, no allocation.
+//! - [`steps`]: the same two steps as a loop of questions ([`Steps`]), so every driver is
+//!   one short loop with the fail-closed bookkeeping kept in one place.
 //! - [`outcome`]: what the host performs, as an ordered list of [`Effect`]s.
 //! - [`sync`] and [`asynchronous`]: the drivers, thin adapters on the core over a store and a
 //!   policy.
@@ -13,6 +15,7 @@ pub(crate) mod error;
 pub(crate) mod feedback;
 pub(crate) mod inbound;
 pub(crate) mod outcome;
+pub(crate) mod steps;
 pub(crate) mod sync;
 
 pub use self::asynchronous::AsyncRelay;
@@ -21,4 +24,5 @@ pub use self::error::{FeedbackError, RelayError};
 pub use self::feedback::{Feedback, FeedbackOutcome};
 pub use self::inbound::Inbound;
 pub use self::outcome::{Delivery, Effect, LedgerChange, Outbound, Outcome, Withheld};
+pub use self::steps::{Answer, Step, Steps};
 pub use self::sync::Relay;

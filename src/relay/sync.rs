@@ -5,13 +5,14 @@ use crate::classifier::Classifier;
 use crate::identifier::IdentifierError;
 use crate::ledger::{LedgerScope, OptOutStore};
 use crate::policy::{ProxyPolicy, TwilioProxy};
-use crate::relay::core::{Answers, CarrierMode, RelayCore, Settings};
-use crate::relay::error::{settle, FeedbackError, RelayError};
+use crate::relay::core::{CarrierMode, RelayCore};
+use crate::relay::error::{FeedbackError, RelayError};
 use crate::relay::feedback::{Feedback, FeedbackOutcome};
 use crate::relay::inbound::Inbound;
 use crate::relay::outcome::Outcome;
+use crate::relay::steps::{Answer, Step};
 use crate::replies::AutoReplies;
-use crate::session::{Participant, Route, Sessions};
+use crate::session::{Route, Sessions};
 
 /// The synchronous relay: a [`RelayCore`], the host's policy, an opt-out store and the
 /// in-memory sessions. [`handle`](Relay::handle) turns one inbound message into one
@@ -271,37 +272,23 @@ impl<S: OptOutStore, P: ProxyPolicy> Relay<S, P> {
         inbound: &Inbound<'a>,
         route: Option<Route<'a>>,
     ) -> Result<Outcome<'a>, RelayError<S::Error>> {
-        let recipient = route
-            .and_then(|r| r.recipient())
-            .map(Participant::proxy_identifier);
-        let settings = Settings::from_policy(&self.policy, inbound.to, recipient);
-        let plan = self.core.plan(inbound, route, settings)?;
-        let mut answers = Answers::new();
-        let mut failed = None;
-        if let Some(key) = plan.sender_key() {
-            match self.store.state(key) {
-                Ok(state) => answers = answers.sender_state(state),
-                Err(e) => failed = Some((key, e)),
-            }
-        }
-        let mut recipient_known = true;
-        if let Some(key) = plan.recipient_key() {
-            match self.store.state(key) {
-                Ok(state) => answers = answers.recipient_state(state),
-                Err(e) => {
-                    recipient_known = false;
-                    failed.get_or_insert((key, e));
+        let mut steps = self
+            .core
+            .steps(inbound, route, self.policy.stop_filter_flag())?;
+        while let Some(step) = steps.next() {
+            let answer = match step {
+                Step::Filtering(number) => {
+                    Answer::Filtering(self.policy.stop_filtering(Some(number)))
                 }
-            }
+                Step::State(key) => Answer::State(self.store.state(key)),
+                Step::Intercept(message, decision) => {
+                    Answer::Intercept(self.policy.intercept(&message, &decision))
+                }
+                Step::Record(key, state) => Answer::Recorded(self.store.record(key, state)),
+            };
+            steps.answer(answer);
         }
-        if let (true, Some((message, decision))) = (recipient_known, plan.intercept()) {
-            answers = answers.intercept(self.policy.intercept(&message, &decision));
-        }
-        let outcome = plan.finish(answers);
-        let record = outcome
-            .ledger()
-            .map(|c| self.store.record(c.key(), c.state()));
-        settle(outcome, failed, record)
+        steps.finish()
     }
 
     /// Applies platform feedback (a send refused with 21610) to the ledger.
@@ -322,18 +309,9 @@ impl<S: OptOutStore, P: ProxyPolicy> Relay<S, P> {
         &'a self,
         feedback: &Feedback<'a>,
     ) -> Result<FeedbackOutcome<'a>, FeedbackError<S::Error>> {
-        let mut out = self.core.feedback(feedback)?;
-        if let Some(change) = out.ledger() {
-            self.store
-                .record(change.key(), change.state())
-                .map_err(|source| FeedbackError::Record {
-                    key: change.key().to_owned(),
-                    state: change.state(),
-                    source,
-                })?;
-            out.recorded = true;
-        }
-        Ok(out)
+        let out = self.core.feedback(feedback)?;
+        let recorded = out.ledger().map(|c| self.store.record(c.key(), c.state()));
+        out.settle(recorded)
     }
 }
 
