@@ -270,8 +270,18 @@ fn relay_steps_never_allocate() {
             for route in routes {
                 for (filtering, state, verdict, store_up) in [
                     (StopFiltering::On, OptState::OptedIn, Intercept::Allow, true),
-                    (StopFiltering::Off, OptState::OptedOut, Intercept::Block, true),
-                    (StopFiltering::On, OptState::OptedOut, Intercept::Allow, false),
+                    (
+                        StopFiltering::Off,
+                        OptState::OptedOut,
+                        Intercept::Block,
+                        true,
+                    ),
+                    (
+                        StopFiltering::On,
+                        OptState::OptedOut,
+                        Intercept::Allow,
+                        false,
+                    ),
                 ] {
                     let (done, n) = allocations(|| {
                         let mut steps = core

@@ -23,11 +23,15 @@ use std::future::Future;
 use std::time::Duration;
 
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+// The driver types this crate's API shows (`PgStore::pool`, `StoreError`), so a host uses
+// exactly the versions the store was built with.
+pub use deadpool_postgres;
 use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+pub use tokio_postgres;
 use tokio_postgres::NoTls;
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The schema, version 1 (created in the configured PostgreSQL schema).
 pub const SCHEMA: &str = "
@@ -44,6 +48,26 @@ CREATE TABLE processed_messages (
     processed_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
 CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
+";
+
+/// Schema version 2: the claim as a server-side function, so a host can claim a message id
+/// inside a statement of its own (one round trip for the claim and its own lookups). It
+/// returns one row: whether this call claimed the id, and the stored answer if there is one.
+pub const SCHEMA_V2: &str = "
+CREATE OR REPLACE FUNCTION proxy_optout_claim(p_message_id TEXT, p_stale_secs FLOAT8)
+RETURNS TABLE (claimed BOOLEAN, answer TEXT)
+LANGUAGE sql VOLATILE AS $$
+    WITH taken AS (
+        INSERT INTO processed_messages (message_id, answer, processed_at)
+        VALUES (p_message_id, NULL, now())
+        ON CONFLICT (message_id) DO UPDATE SET processed_at = now()
+        WHERE processed_messages.answer IS NULL
+          AND processed_messages.processed_at < now() - make_interval(secs => p_stale_secs)
+        RETURNING 1
+    )
+    SELECT EXISTS (SELECT 1 FROM taken),
+           (SELECT answer FROM processed_messages WHERE message_id = p_message_id)
+$$;
 ";
 
 /// What went wrong. The relay fails closed on every one. New variants may be added in minor
@@ -172,6 +196,27 @@ pub enum Claim {
     InProgress,
     /// Already handled: answer this again and perform nothing.
     Answered(String),
+}
+
+impl Claim {
+    /// The claim a row of `proxy_optout_claim` (see [`SCHEMA_V2`]) describes: whether the
+    /// call claimed the id, and the stored answer. For hosts that call the function inside a
+    /// statement of their own.
+    ///
+    /// ```
+    /// use proxy_optout_postgres::Claim;
+    /// assert_eq!(Claim::from_row(true, None), Claim::New);
+    /// assert_eq!(Claim::from_row(false, None), Claim::InProgress);
+    /// assert_eq!(Claim::from_row(false, Some("<Response/>".into())), Claim::Answered("<Response/>".into()));
+    /// ```
+    #[must_use]
+    pub fn from_row(claimed: bool, answer: Option<String>) -> Claim {
+        match (claimed, answer) {
+            (true, _) => Claim::New,
+            (false, Some(a)) => Claim::Answered(a),
+            (false, None) => Claim::InProgress,
+        }
+    }
 }
 
 /// How long an unanswered claim blocks redeliveries before it counts as abandoned.
@@ -308,6 +353,20 @@ impl PgStore {
         &self.pool
     }
 
+    /// Closes the pool: connections in it are dropped now, the ones in use when they are
+    /// given back, and every later call fails with [`StoreError::Pool`].
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// store.close();
+    /// assert!(store.claim("SM1").await.is_err());
+    /// # Ok(()) }
+    /// ```
+    pub fn close(&self) {
+        self.pool.close();
+    }
+
     async fn migrate(&self) -> Result<(), StoreError> {
         let mut client = self.pool.get().await?;
         let tx = client.transaction().await?;
@@ -334,14 +393,19 @@ impl PgStore {
                     supported: SCHEMA_VERSION,
                 })
             }
-            Some(_) => {}
-            None => {
-                tx.batch_execute(SCHEMA).await?;
-                tx.execute(
-                    "INSERT INTO proxy_optout_schema (version) VALUES ($1)",
-                    &[&SCHEMA_VERSION],
-                )
-                .await?;
+            Some(v) if v == SCHEMA_VERSION => {}
+            from => {
+                let from = from.unwrap_or(0);
+                for (version, sql) in [(1, SCHEMA), (2, SCHEMA_V2)] {
+                    if version > from {
+                        tx.batch_execute(sql).await?;
+                        tx.execute(
+                            "INSERT INTO proxy_optout_schema (version) VALUES ($1)",
+                            &[&version],
+                        )
+                        .await?;
+                    }
+                }
             }
         }
         tx.commit().await?;
@@ -371,27 +435,10 @@ impl PgStore {
         let stale = f64::from(u32::try_from(STALE_CLAIM.as_secs()).unwrap_or(u32::MAX));
         // One statement: insert the claim, or take over a stale one; otherwise report the row.
         let stmt = client
-            .prepare_cached(
-                "WITH claimed AS (
-                     INSERT INTO processed_messages (message_id, answer, processed_at)
-                     VALUES ($1, NULL, now())
-                     ON CONFLICT (message_id) DO UPDATE SET processed_at = now()
-                     WHERE processed_messages.answer IS NULL
-                       AND processed_messages.processed_at < now() - make_interval(secs => $2)
-                     RETURNING 1
-                 )
-                 SELECT (SELECT count(*) FROM claimed) AS new,
-                        (SELECT answer FROM processed_messages WHERE message_id = $1) AS answer",
-            )
+            .prepare_cached("SELECT claimed, answer FROM proxy_optout_claim($1, $2)")
             .await?;
         let row = client.query_one(&stmt, &[&message_id, &stale]).await?;
-        let new: i64 = row.get(0);
-        let answer: Option<String> = row.get(1);
-        Ok(match (new, answer) {
-            (1, _) => Claim::New,
-            (_, Some(a)) => Claim::Answered(a),
-            (_, None) => Claim::InProgress,
-        })
+        Ok(Claim::from_row(row.get(0), row.get(1)))
     }
 
     /// Stores the answer given for a claimed id.
@@ -535,6 +582,9 @@ pub mod sql {
     pub const RECORD: &str = super::RECORD;
     /// The read behind `state`.
     pub const STATE: &str = super::STATE;
+    /// The claim, as a function a host's own statement can call:
+    /// `SELECT claimed, answer FROM proxy_optout_claim($message_id, $stale_secs)`.
+    pub const CLAIM_FUNCTION: &str = "proxy_optout_claim";
 }
 
 /// The README's examples, compiled as doctests.

@@ -18,9 +18,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proxy_optout::{LedgerKey, OptOutStore, OptState};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
@@ -105,6 +106,9 @@ pub enum StoreError {
     /// The blocking task running the query panicked or was cancelled.
     #[error("the database task did not finish: {0}")]
     Task(String),
+    /// The [`Options`] cannot work together (the message names them).
+    #[error("invalid options: {0}")]
+    Config(&'static str),
 }
 
 impl StoreError {
@@ -154,8 +158,10 @@ pub enum Durability {
 pub struct Options {
     busy_timeout: Duration,
     durability: Durability,
+    answer_durability: Durability,
     max_pages: Option<u32>,
     exclusive: bool,
+    claims: Claims,
 }
 
 impl Default for Options {
@@ -163,10 +169,32 @@ impl Default for Options {
         Options {
             busy_timeout: Duration::from_secs(5),
             durability: Durability::Full,
+            answer_durability: Durability::Full,
             max_pages: None,
             exclusive: false,
+            claims: Claims::Table,
         }
     }
+}
+
+/// Where [`SqliteStore::claim`] keeps a delivery that is being handled right now.
+///
+/// # Example
+///
+/// ```
+/// assert_eq!(proxy_optout_sqlite::Claims::default(), proxy_optout_sqlite::Claims::Table);
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Claims {
+    /// A row in `processed_messages` with no answer yet, visible to every connection: a claim
+    /// survives a crash and goes stale after [`STALE_CLAIM`].
+    #[default]
+    Table,
+    /// A map in this store's memory; only the answer is written. Saves a synced write per
+    /// message. A crash forgets the claim, so the platform's retry is handled again, as once a
+    /// stored claim goes stale. Needs [`Options::exclusive`]: no other process can see it.
+    Memory,
 }
 
 impl Options {
@@ -231,6 +259,40 @@ impl Options {
         self.exclusive = exclusive;
         self
     }
+
+    /// Where claims in progress are kept (default [`Claims::Table`]).
+    /// [`Claims::Memory`] needs [`exclusive(true)`](Options::exclusive).
+    ///
+    /// ```
+    /// use proxy_optout_sqlite::{Claims, Options, SqliteStore, StoreError};
+    /// let dir = tempfile::tempdir()?;
+    /// let shared = Options::default().claims(Claims::Memory);
+    /// assert!(matches!(SqliteStore::open_with(dir.path().join("a.db"), shared), Err(StoreError::Config(_))));
+    /// let store = SqliteStore::open_with(dir.path().join("b.db"), Options::default().exclusive(true).claims(Claims::Memory))?;
+    /// assert_eq!(store.claim("SM1")?, proxy_optout_sqlite::Claim::New);
+    /// assert_eq!(store.claim("SM1")?, proxy_optout_sqlite::Claim::InProgress);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn claims(mut self, claims: Claims) -> Self {
+        self.claims = claims;
+        self
+    }
+
+    /// How [`complete`](SqliteStore::complete) writes a stored answer (default
+    /// [`Durability::Full`]). [`Durability::Normal`] keeps it through a process crash (it is in
+    /// the WAL) but a power cut may lose it; the platform's retry is then handled again, and
+    /// the ledger writes it caused were synced. Ledger writes keep [`Options::durability`].
+    ///
+    /// ```
+    /// let o = proxy_optout_sqlite::Options::default().answer_durability(proxy_optout_sqlite::Durability::Normal);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn answer_durability(mut self, durability: Durability) -> Self {
+        self.answer_durability = durability;
+        self
+    }
 }
 
 /// The answer to [`SqliteStore::claim`]: whether this delivery of a message id is the first.
@@ -262,6 +324,10 @@ pub enum Claim {
 struct Inner {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// With [`Claims::Memory`]: message ids being handled now, and since when.
+    in_flight: Option<Mutex<HashMap<String, Instant>>>,
+    /// Whether `complete` lowers `synchronous` for its write (the answer is not synced).
+    lazy_answers: bool,
 }
 
 /// The SQLite opt-out store. Cheap to clone (shared connection); `Send + Sync`.
@@ -328,6 +394,11 @@ impl SqliteStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open_with(path: impl AsRef<Path>, options: Options) -> Result<Self, StoreError> {
+        if options.claims == Claims::Memory && !options.exclusive {
+            return Err(StoreError::Config(
+                "claims in memory need exclusive(true): another process could not see them",
+            ));
+        }
         let path = path.as_ref().to_owned();
         let err = |e| StoreError::from_sqlite(&path, e);
         let conn = Connection::open(&path).map_err(err)?;
@@ -368,6 +439,9 @@ impl SqliteStore {
             inner: Arc::new(Inner {
                 path,
                 conn: Mutex::new(conn),
+                in_flight: (options.claims == Claims::Memory).then(Mutex::default),
+                lazy_answers: options.answer_durability == Durability::Normal
+                    && options.durability == Durability::Full,
             }),
         })
     }
@@ -471,6 +545,9 @@ impl SqliteStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim_with(&self, message_id: &str, stale_after: Duration) -> Result<Claim, StoreError> {
+        if let Some(in_flight) = &self.inner.in_flight {
+            return self.claim_in_memory(in_flight, message_id, stale_after);
+        }
         let now = now_ms();
         let stale = now - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
         let mut conn = self.conn();
@@ -506,6 +583,31 @@ impl SqliteStore {
         Ok(claim)
     }
 
+    fn claim_in_memory(
+        &self,
+        in_flight: &Mutex<HashMap<String, Instant>>,
+        message_id: &str,
+        stale_after: Duration,
+    ) -> Result<Claim, StoreError> {
+        let answer: Option<Option<String>> = self
+            .conn()
+            .prepare_cached("SELECT answer FROM processed_messages WHERE message_id = ?1")
+            .and_then(|mut st| st.query_row(params![message_id], |r| r.get(0)).optional())
+            .map_err(|e| self.err(e))?;
+        if let Some(Some(answer)) = answer {
+            return Ok(Claim::Answered(answer));
+        }
+        let mut map = lock(in_flight);
+        let now = Instant::now();
+        match map.get(message_id) {
+            Some(at) if now.duration_since(*at) < stale_after => Ok(Claim::InProgress),
+            _ => {
+                map.insert(message_id.to_owned(), now);
+                Ok(Claim::New)
+            }
+        }
+    }
+
     /// Stores the answer given for a claimed message id; later deliveries get it back.
     ///
     /// # Errors
@@ -521,10 +623,32 @@ impl SqliteStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn complete(&self, message_id: &str, answer: &str) -> Result<(), StoreError> {
-        self.conn()
-            .prepare_cached("UPDATE processed_messages SET answer = ?2 WHERE message_id = ?1")
-            .and_then(|mut st| st.execute(params![message_id, answer]))
-            .map_err(|e| self.err(e))?;
+        let conn = self.conn();
+        let written = (|| {
+            if self.inner.lazy_answers {
+                conn.prepare_cached("PRAGMA synchronous = NORMAL")?
+                    .execute([])?;
+            }
+            // An upsert: with claims in memory there is no row yet.
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO processed_messages (message_id, answer, processed_at)
+                     VALUES (?1, ?2, ?3)
+                     ON CONFLICT (message_id) DO UPDATE SET answer = excluded.answer",
+                )
+                .and_then(|mut st| st.execute(params![message_id, answer, now_ms()]));
+            if self.inner.lazy_answers {
+                // Back to FULL whatever happened: every other write on this connection is synced.
+                conn.prepare_cached("PRAGMA synchronous = FULL")?
+                    .execute([])?;
+            }
+            written
+        })();
+        drop(conn);
+        if let Some(in_flight) = &self.inner.in_flight {
+            lock(in_flight).remove(message_id);
+        }
+        written.map_err(|e| self.err(e))?;
         Ok(())
     }
 
@@ -545,6 +669,10 @@ impl SqliteStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn release(&self, message_id: &str) -> Result<(), StoreError> {
+        if let Some(in_flight) = &self.inner.in_flight {
+            lock(in_flight).remove(message_id);
+            return Ok(());
+        }
         self.conn()
             .execute(
                 "DELETE FROM processed_messages WHERE message_id = ?1 AND answer IS NULL",
@@ -569,6 +697,11 @@ impl SqliteStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn purge_processed(&self, age: Duration) -> Result<usize, StoreError> {
+        if let Some(in_flight) = &self.inner.in_flight {
+            // Entries of handlers that died (a panic) are stale after STALE_CLAIM: forget them
+            // so the map cannot grow without bound.
+            lock(in_flight).retain(|_, at| at.elapsed() < STALE_CLAIM);
+        }
         let cutoff = now_ms() - i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
         self.conn()
             .execute(
@@ -602,6 +735,10 @@ pub const STALE_CLAIM: Duration = Duration::from_secs(60);
 
 /// The suggested retention for processed message ids: three days.
 pub const RETENTION: Duration = Duration::from_secs(3 * 24 * 3600);
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;

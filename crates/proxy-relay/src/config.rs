@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use proxy_optout::{validate_identifier, CarrierMode};
 
-use crate::db::Database;
+use crate::backend::Database;
 
 /// A setting that cannot work.
 ///
@@ -39,19 +39,22 @@ impl ConfigError {
     }
 }
 
-/// The command line.
-#[derive(Debug, Parser)]
-#[command(
-    name = "proxy-relay",
-    version,
-    about = "A masked-number SMS relay: Twilio webhooks in, sends out, Twilio Proxy's opt-out rules."
-)]
+/// The command line. Settings may come before or after the subcommand.
 ///
 /// ```
 /// use clap::Parser;
 /// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "demo"]);
 /// assert!(matches!(cli.command, Some(proxy_relay::Command::Demo)));
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "serve", "--listen", "localhost:9000"]);
+/// assert_eq!(cli.serve.listen, "localhost:9000");
 /// ```
+#[derive(Debug, Parser)]
+#[command(
+    name = "proxy-relay",
+    version,
+    about = "A masked-number SMS relay: Twilio webhooks in, sends out, Twilio Proxy's opt-out rules.",
+    long_about = None
+)]
 pub struct Cli {
     /// What to do (default: serve).
     #[command(subcommand)]
@@ -114,20 +117,31 @@ pub enum SenderArg {
 /// ```
 #[derive(Clone, Args)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "PROXY_RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    /// Address to listen on: host (or IP) and port.
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_LISTEN",
+        default_value = "127.0.0.1:8080"
+    )]
     pub listen: String,
     /// A SQLite file (created on first run) or a postgres:// URL (for several instances).
-    #[arg(long, env = "PROXY_RELAY_DATABASE", default_value = "proxy-relay.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_DATABASE",
+        default_value = "proxy-relay.db"
+    )]
     pub database: String,
     /// The public base URL Twilio posts to (signatures are checked against it, not against
     /// what a proxy in front forwards). Default: `http://` and the --listen address.
-    #[arg(long, env = "PROXY_RELAY_PUBLIC_URL")]
+    #[arg(long, global = true, env = "PROXY_RELAY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Twilio auth token(s) that sign webhooks; several, comma-separated, while rotating.
     /// Default: one generated for this run and printed once.
     #[arg(
         long,
+        global = true,
         env = "TWILIO_AUTH_TOKEN",
         value_delimiter = ',',
         hide_env_values = true
@@ -135,50 +149,99 @@ pub struct ServeArgs {
     pub auth_token: Vec<String>,
     /// Bearer token for the admin API (at least 16 characters). Default: one generated for
     /// this run and printed once.
-    #[arg(long, env = "PROXY_RELAY_ADMIN_TOKEN", hide_env_values = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
     pub admin_token: Option<String>,
     /// The proxy number pool, comma-separated.
     #[arg(
         long,
+        global = true,
         env = "PROXY_RELAY_PROXY_NUMBERS",
         value_delimiter = ',',
         default_value = "+15550000100,+15550000101,+15550000102"
     )]
     pub proxy_numbers: Vec<String>,
     /// The carrier-layer mode.
-    #[arg(long, env = "PROXY_RELAY_MODE", value_enum, default_value = "emulate")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_MODE",
+        value_enum,
+        default_value = "emulate"
+    )]
     pub mode: ModeArg,
     /// How forwarded messages are sent.
-    #[arg(long, env = "PROXY_RELAY_SENDER", value_enum, default_value = "log")]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_SENDER",
+        value_enum,
+        default_value = "log"
+    )]
     pub sender: SenderArg,
     /// Twilio account SID (with --sender twilio).
-    #[arg(long, env = "TWILIO_ACCOUNT_SID")]
+    #[arg(long, global = true, env = "TWILIO_ACCOUNT_SID")]
     pub twilio_account_sid: Option<String>,
     /// An API key SID (SK…) to authenticate REST calls instead of the account's auth token.
-    #[arg(long, env = "TWILIO_API_KEY", requires = "twilio_api_secret")]
+    #[arg(
+        long,
+        global = true,
+        env = "TWILIO_API_KEY",
+        requires = "twilio_api_secret"
+    )]
     pub twilio_api_key: Option<String>,
     /// The API key's secret.
     #[arg(
         long,
+        global = true,
         env = "TWILIO_API_SECRET",
         hide_env_values = true,
         requires = "twilio_api_key"
     )]
     pub twilio_api_secret: Option<String>,
     /// Twilio REST API base URL.
-    #[arg(long, env = "TWILIO_API_URL", default_value = "https://api.twilio.com")]
+    #[arg(
+        long,
+        global = true,
+        env = "TWILIO_API_URL",
+        default_value = "https://api.twilio.com"
+    )]
     pub twilio_api_url: String,
     /// Per-attempt send timeout, in milliseconds.
-    #[arg(long, env = "PROXY_RELAY_SEND_TIMEOUT_MS", default_value_t = 5000)]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_SEND_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
     pub send_timeout_ms: u64,
     /// Attempts per send (retries on 5xx and timeouts, same idempotency key).
-    #[arg(long, env = "PROXY_RELAY_SEND_ATTEMPTS", default_value_t = 3)]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_SEND_ATTEMPTS",
+        default_value_t = 3
+    )]
     pub send_attempts: u32,
     /// PostgreSQL connections per instance.
-    #[arg(long, env = "PROXY_RELAY_PG_POOL_SIZE", default_value_t = 16)]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_PG_POOL_SIZE",
+        default_value_t = 16
+    )]
     pub pg_pool_size: usize,
     /// How long in-flight requests may finish after SIGTERM, in milliseconds.
-    #[arg(long, env = "PROXY_RELAY_SHUTDOWN_GRACE_MS", default_value_t = 10_000)]
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_SHUTDOWN_GRACE_MS",
+        default_value_t = 10_000
+    )]
     pub shutdown_grace_ms: u64,
 }
 
@@ -298,12 +361,7 @@ impl Config {
     /// assert_eq!(err.setting, "admin-token");
     /// ```
     pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
-        let listen: SocketAddr = args.listen.parse().map_err(|_| {
-            ConfigError::new(
-                "listen",
-                format!("{:?} is not an address such as 127.0.0.1:8080", args.listen),
-            )
-        })?;
+        let listen = resolve(&args.listen)?;
         let database = Database::parse(&args.database);
         if let Database::Sqlite(p) = &database {
             if p.as_os_str().is_empty() {
@@ -432,6 +490,29 @@ impl Config {
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
         })
     }
+}
+
+/// The address to bind for `--listen`: an IP and port, or a host name and port (resolved once,
+/// at start; the first address wins, as for any server binding a name).
+fn resolve(listen: &str) -> Result<SocketAddr, ConfigError> {
+    use std::net::ToSocketAddrs;
+    let bad = |why: String| ConfigError::new("listen", format!("{listen:?} {why}"));
+    if let Ok(addr) = listen.parse() {
+        return Ok(addr);
+    }
+    if listen.rsplit_once(':').map_or(true, |(host, port)| {
+        host.is_empty() || port.parse::<u16>().is_err()
+    }) {
+        return Err(bad(
+            "is not a host and port such as 127.0.0.1:8080 or localhost:8080".into(),
+        ));
+    }
+    let mut addrs = listen
+        .to_socket_addrs()
+        .map_err(|e| bad(format!("does not resolve: {e}")))?;
+    addrs
+        .next()
+        .ok_or_else(|| bad("resolves to no address".into()))
 }
 
 fn check_public_url(url: &str) -> Result<String, ConfigError> {

@@ -1,6 +1,6 @@
 //! The reference masked-number relay server for [`proxy_optout`]: Twilio webhooks in, signature
-//! checked, routed through sessions in the database, decided by the relay's async driver,
-//! effects performed in order (ledger, auto-reply, forward, notices), TwiML out.
+//! checked, routed through sessions in the database, decided by the relay's core, effects
+//! performed in order (ledger, auto-reply, forward, notices), TwiML out.
 //!
 //! SQLite by default (one host); PostgreSQL for several instances behind a load balancer. A
 //! session admin API (bearer token), health and readiness, Prometheus metrics, and a
@@ -11,6 +11,15 @@
 //! cargo run -p proxy-relay -- demo     # a rider/driver conversation over real signed HTTP
 //! cargo run -p proxy-relay             # serve on 127.0.0.1:8080 with ./proxy-relay.db
 //! ```
+//!
+//! # Architecture
+//!
+//! A request walks one way: the HTTP side (`http/`: webhooks, admin, operations) extracts and
+//! authenticates it; the [backend](Db) decides it in one job on the database (claim the
+//! message id, find the session, run the relay's [steps](proxy_optout::Steps) with the
+//! ledger reads and writes they ask for); the pipeline performs the outcome's effects in
+//! order and stores the answer; the answer goes back as TwiML. SQLite and PostgreSQL are one
+//! file each behind the backend trait; nothing above it knows which one it talks to.
 //!
 //! The library half exists so tests (and hosts that embed the service) can start it in
 //! process:
@@ -32,27 +41,31 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod app;
+mod backend;
 mod config;
-mod db;
-pub mod demo;
-pub mod load;
+mod http;
+mod inbound;
 mod metrics;
+mod pipeline;
 mod sender;
 mod server;
 mod sessions;
 
+pub use app::App;
+pub use backend::{AdminError, Database, Db, DbError, SESSION_SCHEMA, SESSION_SCHEMA_VERSION};
 pub use config::{
     Cli, Command, Config, ConfigError, ModeArg, SenderArg, SenderConfig, ServeArgs, MIN_ADMIN_TOKEN,
 };
-pub use db::{AdminError, Claim, Database, Db, DbError, SESSION_SCHEMA, SESSION_SCHEMA_VERSION};
+pub use http::admin::MAX_LIST;
+pub use http::router;
+pub use http::webhook::{check_webhook, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
 pub use sender::{
-    LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent, TwilioSender,
-    SEND_ATTEMPTS, SEND_TIMEOUT,
+    sender_for, LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent,
+    TwilioSender, SEND_ATTEMPTS, SEND_TIMEOUT,
 };
-pub use server::{
-    router, sender_for, App, Server, StartError, MAX_LIST, STATUS_CALLBACK_PATH, WEBHOOK_PATH,
-};
+pub use server::{Server, StartError};
 pub use sessions::{
     FieldError, NewParticipant, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
     MAX_FRIENDLY_NAME,

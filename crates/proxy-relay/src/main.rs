@@ -7,6 +7,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use proxy_relay::{Cli, Command, Config, Server};
 
+mod demo;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let demo = matches!(cli.command, Some(Command::Demo));
@@ -30,7 +32,7 @@ fn main() -> ExitCode {
         }
     };
     if demo {
-        return match runtime.block_on(proxy_relay::demo::run()) {
+        return match runtime.block_on(demo::run()) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("proxy-relay demo: {e}");

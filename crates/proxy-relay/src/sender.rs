@@ -442,3 +442,47 @@ impl Sender for TwilioSender {
         "twilio"
     }
 }
+
+/// The sender a configuration asks for; a Twilio sender asks for delivery updates at
+/// `public_url` + [`STATUS_CALLBACK_PATH`](crate::STATUS_CALLBACK_PATH).
+///
+/// # Errors
+///
+/// [`ConfigError`](crate::ConfigError) when the HTTP client cannot be built.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let sender = proxy_relay::sender_for(&config, "https://relay.example.com")?;
+/// assert_eq!(sender.name(), "log");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sender_for(
+    config: &crate::Config,
+    public_url: &str,
+) -> Result<std::sync::Arc<dyn Sender>, crate::ConfigError> {
+    use crate::config::SenderConfig;
+    Ok(match &config.sender {
+        SenderConfig::Log => std::sync::Arc::new(LogSender),
+        SenderConfig::Twilio {
+            api_url,
+            account_sid,
+            api_key,
+            timeout,
+            attempts,
+        } => {
+            let mut sender = TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])?;
+            if let Some((key, secret)) = api_key {
+                sender = sender.api_key(key, secret);
+            }
+            std::sync::Arc::new(
+                sender
+                    .status_callback(format!("{public_url}{}", crate::STATUS_CALLBACK_PATH))
+                    .retries(*timeout, *attempts),
+            )
+        }
+    })
+}

@@ -5,50 +5,58 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, config, start_with_twilio, FakeTwilio, ADMIN_TOKEN, AUTH_TOKEN};
-use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+use common::client::TwilioClient;
+use common::{
+    client, config, on_each_database, start_with_twilio, FakeTwilio, TestDb, ADMIN_TOKEN,
+    AUTH_TOKEN,
+};
+use proxy_optout::OptState;
 use proxy_optout_twilio::{sign, Form, EMPTY};
-use proxy_relay::demo::TwilioClient;
 use proxy_relay::{Server, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
 
 const RIDER: &str = "+15551110001";
 const DRIVER: &str = "+15552220002";
 
+on_each_database!(
+    conversation,
+    a_redelivered_webhook_gets_the_same_answer_and_sends_nothing_twice,
+    forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing,
+    admin_calls_without_the_right_token_get_401_and_change_nothing,
+    the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields,
+    oversized_and_mistyped_webhooks_are_refused_in_the_servers_words,
+    a_store_outage_answers_503_and_confirms_and_forwards_nothing,
+    sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_they_run_out,
+    health_readiness_and_metrics_answer_without_a_token,
+    a_concurrent_redelivery_waits_for_the_first,
+    a_small_bounded_load_run_answers_everything_and_keeps_the_last_stop_or_start,
+    sends_can_authenticate_with_an_api_key,
+    mirror_mode_never_replies_and_follows_the_platform_into_the_ledger,
+    a_webhook_whose_caller_hangs_up_is_still_finished_and_answered_on_retry,
+    a_restart_in_the_same_process_finds_everything,
+);
+
 async fn state(server: &Server, proxy: &str, participant: &str) -> OptState {
-    server
-        .app()
-        .db()
-        .state(LedgerKey::new(proxy, participant))
-        .await
-        .unwrap()
+    server.app().db().state(proxy, participant).await.unwrap()
 }
 
 /// Rows in every table the webhook or the admin API could touch.
 async fn snapshot(server: &Server) -> Vec<i64> {
-    let store = server.app().db().sqlite().expect("a SQLite server").clone();
-    tokio::task::spawn_blocking(move || {
-        [
-            "SELECT count(*) FROM processed_messages",
-            "SELECT count(*) FROM opt_out_ledger",
-            "SELECT count(*) FROM relay_sessions",
-            "SELECT count(*) FROM relay_sessions WHERE status = 'open'",
-            "SELECT count(*) FROM relay_participants WHERE active = 1",
-        ]
-        .iter()
-        .map(|q| {
-            store
-                .with_connection(|c| c.query_row(q, [], |r| r.get(0)))
-                .unwrap()
-        })
-        .collect()
-    })
-    .await
-    .unwrap()
+    let mut counts = Vec::new();
+    for q in [
+        "SELECT count(*) FROM processed_messages",
+        "SELECT count(*) FROM opt_out_ledger",
+        "SELECT count(*) FROM relay_sessions",
+        "SELECT count(*) FROM relay_sessions WHERE status = 'open'",
+        "SELECT count(*) FROM relay_participants WHERE active = 1",
+    ] {
+        counts.push(server.app().db().scalar(q).await.unwrap());
+    }
+    counts
 }
 
-async fn conversation(database: &str) {
+async fn conversation(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let server = start_with_twilio(database, &fake, &[]).await;
+    let server = start_with_twilio(&db.url(), &fake, &[]).await;
     let c = client(&server);
     let session = c.create_session("ride-1", RIDER, DRIVER).await.unwrap();
     let rp = session.participants[0].proxy_identifier.clone();
@@ -154,33 +162,15 @@ async fn conversation(database: &str) {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conversation_on_sqlite() {
-    let dir = tempfile::tempdir().unwrap();
-    conversation(dir.path().join("r.db").to_str().unwrap()).await;
-}
-
-#[cfg_attr(
-    not(pg_tests),
-    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
-)]
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_conversation_on_postgres() {
-    let url = common::fresh_pg_database("conversation").await.unwrap();
-    conversation(&url).await;
-}
-
-async fn sqlite_server(fake: &FakeTwilio) -> (tempfile::TempDir, Server, TwilioClient) {
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_with_twilio(dir.path().join("r.db").to_str().unwrap(), fake, &[]).await;
+async fn server_on(db: &TestDb, fake: &FakeTwilio) -> (Server, TwilioClient) {
+    let server = start_with_twilio(&db.url(), fake, &[]).await;
     let c = client(&server);
-    (dir, server, c)
+    (server, c)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_redelivered_webhook_gets_the_same_answer_and_sends_nothing_twice() {
+async fn a_redelivered_webhook_gets_the_same_answer_and_sends_nothing_twice(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let (rp, dp) = (
         &s.participants[0].proxy_identifier,
@@ -212,10 +202,9 @@ async fn a_redelivered_webhook_gets_the_same_answer_and_sends_nothing_twice() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing() {
+async fn forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let dp = s.participants[1].proxy_identifier.clone();
     let before = snapshot(&server).await;
@@ -290,10 +279,9 @@ async fn forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn admin_calls_without_the_right_token_get_401_and_change_nothing() {
+async fn admin_calls_without_the_right_token_get_401_and_change_nothing(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let before = snapshot(&server).await;
     let base = server.url();
@@ -345,15 +333,9 @@ async fn admin(
     (status, r.json().await.unwrap_or(serde_json::Value::Null))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields() {
-    let dir = tempfile::tempdir().unwrap();
-    let db = dir.path().join("r.db");
+async fn the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields(db: &TestDb) {
     let server = Server::start(
-        &config(
-            db.to_str().unwrap(),
-            &["--proxy-numbers", "+15550000100,+15550000101"],
-        ),
+        &config(&db.url(), &["--proxy-numbers", "+15550000100,+15550000101"]),
         None,
     )
     .await
@@ -493,10 +475,9 @@ async fn the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fie
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn oversized_and_mistyped_webhooks_are_refused() {
+async fn oversized_and_mistyped_webhooks_are_refused_in_the_servers_words(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let url = format!("{}{WEBHOOK_PATH}", server.url());
     let before = snapshot(&server).await;
     let big = format!("Body={}", "a".repeat(70 * 1024));
@@ -510,6 +491,11 @@ async fn oversized_and_mistyped_webhooks_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "the body is over the 65536-byte limit of a Twilio webhook\n",
+        "the server's own words, not the framework's"
+    );
     let r = c
         .http()
         .post(&url)
@@ -555,22 +541,41 @@ async fn oversized_and_mistyped_webhooks_are_refused() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 404);
+    assert_eq!(
+        r.text().await.unwrap(),
+        "no such endpoint: GET /nothing-here\n"
+    );
+    let r = c.http().get(&url).send().await.unwrap();
+    assert_eq!(r.status().as_u16(), 405);
+    assert_eq!(r.text().await.unwrap(), "/twilio/sms does not take GET\n");
+    // The admin API refuses an oversized body in its own JSON.
+    let r = c
+        .http()
+        .post(format!("{}/v1/sessions", server.url()))
+        .bearer_auth(ADMIN_TOKEN)
+        .header("content-type", "application/json")
+        .body(format!("{{\"x\": \"{}\"}}", "a".repeat(70 * 1024)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status().as_u16(), 413);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["field"], "body");
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing() {
+async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let (rp, dp) = (
         s.participants[0].proxy_identifier.clone(),
         s.participants[1].proxy_identifier.clone(),
     );
     // The ledger table disappears (a restored backup without it, an operator's mistake).
-    let store = server.app().db().sqlite().unwrap().clone();
-    store
-        .with_connection(|c| c.execute_batch("ALTER TABLE opt_out_ledger RENAME TO ledger_away"))
+    let db = server.app().db().clone();
+    db.execute("ALTER TABLE opt_out_ledger RENAME TO ledger_away")
+        .await
         .unwrap();
     let stop = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
     let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
@@ -585,14 +590,18 @@ async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing() {
         fake.sent().is_empty(),
         "nothing forwarded while the recipient's state is unknown"
     );
-    assert!(server
-        .app()
-        .metrics()
-        .render()
-        .contains("proxy_relay_store_errors_total{operation=\"ledger\"} 2"));
+    // SQLite's decision fails at the ledger read or write; PostgreSQL's one statement fails
+    // as a whole: either way two store errors, counted by the step that failed.
+    let metrics = server.app().metrics().render();
+    let errors: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("proxy_relay_store_errors_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .sum();
+    assert_eq!(errors, 2, "{metrics}");
     // The store comes back; Twilio's retries are handled in full (the claims were released).
-    store
-        .with_connection(|c| c.execute_batch("ALTER TABLE ledger_away RENAME TO opt_out_ledger"))
+    db.execute("ALTER TABLE ledger_away RENAME TO opt_out_ledger")
+        .await
         .unwrap();
     let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
     assert!(a.status == 200 && a.reply().is_some());
@@ -604,10 +613,11 @@ async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_they_run_out() {
+async fn sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_they_run_out(
+    db: &TestDb,
+) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let rp = s.participants[0].proxy_identifier.clone();
     fake.fail_next(2);
@@ -638,10 +648,9 @@ async fn sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn health_readiness_and_metrics_answer_without_a_token() {
+async fn health_readiness_and_metrics_answer_without_a_token(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     c.message(DRIVER, &s.participants[1].proxy_identifier, "STOP")
         .await
@@ -674,11 +683,9 @@ async fn health_readiness_and_metrics_answer_without_a_token() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_concurrent_redelivery_waits_for_the_first() {
+async fn a_concurrent_redelivery_waits_for_the_first(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    fake.delay(Duration::from_millis(400));
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let form = c.message_form(
         &c.next_sid(),
@@ -686,13 +693,19 @@ async fn a_concurrent_redelivery_waits_for_the_first() {
         &s.participants[0].proxy_identifier,
         "hi",
     );
-    let (a, b) = tokio::join!(c.post_form(WEBHOOK_PATH, &form, None), async {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        c.post_form(WEBHOOK_PATH, &form, None).await
+    // The first delivery is held inside its send, so it is certainly in progress when the
+    // second arrives: no sleep decides the order.
+    fake.hold();
+    let first = tokio::spawn({
+        let (c, form) = (client(&server), form.clone());
+        async move { c.post_form(WEBHOOK_PATH, &form, None).await }
     });
-    assert_eq!(a.unwrap().status, 200);
-    let b = b.unwrap();
+    fake.wait_arrived(1).await;
+    let b = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
     assert_eq!(b.status, 503, "in progress elsewhere: retry later");
+    assert_eq!(b.body, "this message is being handled; retry\n");
+    fake.release();
+    assert_eq!(first.await.unwrap().unwrap().status, 200);
     assert_eq!(fake.sent().len(), 1);
     server.shutdown().await.unwrap();
 }
@@ -721,17 +734,10 @@ async fn a_second_server_on_the_same_sqlite_file_fails_at_start() {
     again.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_small_bounded_load_run_answers_everything_and_keeps_the_last_stop_or_start() {
-    use proxy_relay::load::{closed_loop, open_loop, prepare};
+async fn a_small_bounded_load_run_answers_everything_and_keeps_the_last_stop_or_start(db: &TestDb) {
+    use common::load::{closed_loop, open_loop, prepare};
     use std::sync::Arc;
-    let dir = tempfile::tempdir().unwrap();
-    let server = Server::start(
-        &config(dir.path().join("r.db").to_str().unwrap(), &[]),
-        None,
-    )
-    .await
-    .unwrap();
+    let server = Server::start(&config(&db.url(), &[]), None).await.unwrap();
     let url = server.url();
     let c = client(&server);
     let mut riders = Vec::new();
@@ -762,7 +768,7 @@ async fn a_small_bounded_load_run_answers_everything_and_keeps_the_last_stop_or_
 async fn the_floor_server_checks_signatures_like_the_relay() {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
-    let router = proxy_relay::load::floor_router(AUTH_TOKEN, &url);
+    let router = common::load::floor_router(AUTH_TOKEN, &url);
     tokio::spawn(async move { axum::serve(listener, router).await });
     let c = TwilioClient::new(&url, &url, AUTH_TOKEN, ADMIN_TOKEN);
     let a = c.message("+1A", "+1P", "STOP").await.unwrap();
@@ -777,22 +783,16 @@ async fn the_floor_server_checks_signatures_like_the_relay() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sends_can_authenticate_with_an_api_key() {
+async fn sends_can_authenticate_with_an_api_key(db: &TestDb) {
     use common::{API_KEY, API_SECRET};
     let fake = FakeTwilio::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let good = start_with_twilio(
-        dir.path().join("a.db").to_str().unwrap(),
-        &fake,
-        &[
-            "--twilio-api-key",
-            API_KEY,
-            "--twilio-api-secret",
-            API_SECRET,
-        ],
-    )
-    .await;
+    let key = [
+        "--twilio-api-key",
+        API_KEY,
+        "--twilio-api-secret",
+        API_SECRET,
+    ];
+    let good = start_with_twilio(&db.url(), &fake, &key).await;
     let c = client(&good);
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let rp = s.participants[0].proxy_identifier.clone();
@@ -801,30 +801,17 @@ async fn sends_can_authenticate_with_an_api_key() {
     good.shutdown().await.unwrap();
 
     // A wrong secret: Twilio answers 401, the forward reaches no verdict, the webhook 503.
-    let bad = start_with_twilio(
-        dir.path().join("b.db").to_str().unwrap(),
-        &fake,
-        &["--twilio-api-key", API_KEY, "--twilio-api-secret", "wrong"],
-    )
-    .await;
+    let wrong = ["--twilio-api-key", API_KEY, "--twilio-api-secret", "wrong"];
+    let bad = start_with_twilio(&db.url(), &fake, &wrong).await;
     let c = client(&bad);
-    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
-    let rp = s.participants[0].proxy_identifier.clone();
     assert_eq!(c.message(RIDER, &rp, "hi").await.unwrap().status, 503);
     assert_eq!(fake.sent().len(), 1);
     bad.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mirror_mode_never_replies_and_follows_the_platform_into_the_ledger() {
+async fn mirror_mode_never_replies_and_follows_the_platform_into_the_ledger(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let server = start_with_twilio(
-        dir.path().join("r.db").to_str().unwrap(),
-        &fake,
-        &["--mode", "mirror"],
-    )
-    .await;
+    let server = start_with_twilio(&db.url(), &fake, &["--mode", "mirror"]).await;
     let c = client(&server);
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let (rp, dp) = (
@@ -854,11 +841,9 @@ async fn mirror_mode_never_replies_and_follows_the_platform_into_the_ledger() {
     server.shutdown().await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_webhook_whose_caller_hangs_up_is_still_finished_and_answered_on_retry() {
+async fn a_webhook_whose_caller_hangs_up_is_still_finished_and_answered_on_retry(db: &TestDb) {
     let fake = FakeTwilio::start().await;
-    fake.delay(Duration::from_millis(800));
-    let (_dir, server, c) = sqlite_server(&fake).await;
+    let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
     let form = c.message_form(
         &c.next_sid(),
@@ -866,24 +851,58 @@ async fn a_webhook_whose_caller_hangs_up_is_still_finished_and_answered_on_retry
         &s.participants[0].proxy_identifier,
         "hi",
     );
-    // Twilio gives up on us mid-send (it waits 15 s; here, 200 ms).
-    let url = format!("{}{WEBHOOK_PATH}", server.url());
-    let gave_up = c
-        .http()
-        .post(&url)
-        .timeout(Duration::from_millis(200))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .header("x-twilio-signature", sign(AUTH_TOKEN, &url, &form))
-        .body(form.encode())
-        .send()
-        .await;
-    assert!(gave_up.is_err());
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    assert_eq!(fake.sent().len(), 1, "the send begun was finished");
-    // Its retry gets the stored answer and sends nothing again.
-    let again = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+    // Twilio gives up on us mid-send (it waits 15 s): the request is dropped while its send
+    // is held inside the fake.
+    fake.hold();
+    let gave_up = tokio::spawn({
+        let (c, form) = (client(&server), form.clone());
+        async move { c.post_form(WEBHOOK_PATH, &form, None).await }
+    });
+    fake.wait_arrived(1).await;
+    gave_up.abort();
+    assert!(gave_up.await.unwrap_err().is_cancelled());
+    fake.release();
+    // The send begun is finished, and its answer stored: the retry gets it and sends nothing
+    // again. (Until the answer is stored, the retry is told to come back: 503.)
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let again = loop {
+        let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+        if a.status != 503 || std::time::Instant::now() > deadline {
+            break a;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
     assert_eq!((again.status, again.body.as_str()), (200, EMPTY));
-    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(fake.sent().len(), 1, "the send begun was finished, once");
     assert_eq!(server.app().metrics().messages("replayed"), 1);
+    server.shutdown().await.unwrap();
+}
+
+async fn a_restart_in_the_same_process_finds_everything(db: &TestDb) {
+    let fake = FakeTwilio::start().await;
+    let (server, c) = server_on(db, &fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let (rp, dp) = (
+        s.participants[0].proxy_identifier.clone(),
+        s.participants[1].proxy_identifier.clone(),
+    );
+    let stop = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
+    let first = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
+    assert!(first.reply().is_some());
+    server.shutdown().await.unwrap();
+    // At once, in the same process: shutdown released the database before it returned.
+    let (server, c) = server_on(db, &fake).await;
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+    assert_eq!(c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap(), first);
+    let calls = fake.calls();
+    assert_eq!(
+        c.message(RIDER, &rp, "still there?").await.unwrap().status,
+        200
+    );
+    assert_eq!(
+        fake.calls(),
+        calls,
+        "refused by the ledger kept across the restart"
+    );
     server.shutdown().await.unwrap();
 }

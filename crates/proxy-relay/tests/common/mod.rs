@@ -1,6 +1,12 @@
-//! What the end-to-end tests share: a fake Twilio REST API on loopback, and servers started
-//! in process on a temporary SQLite file or on the real PostgreSQL server.
-#![allow(dead_code)]
+//! What the end-to-end tests share: a fake Twilio REST API on loopback, the databases every
+//! scenario runs on (a temporary SQLite file, and a fresh database on the real PostgreSQL
+//! server where `PROXY_OPTOUT_PG_URL` is set), and servers started in process.
+#![allow(dead_code, unused_macros)]
+
+#[path = "../../src/demo/client.rs"]
+pub mod client;
+#[path = "../../examples/load/generator.rs"]
+pub mod load;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,8 +18,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use clap::Parser;
+use client::TwilioClient;
 use proxy_optout_twilio::Form;
-use proxy_relay::demo::TwilioClient;
 use proxy_relay::{Config, Server};
 
 pub const AUTH_TOKEN: &str = "test-auth-token-12345";
@@ -40,6 +46,8 @@ pub struct FakeState {
     pub fail_next: usize,
     pub delay: Duration,
     pub keys: HashMap<String, String>,
+    /// While set, every create waits here until the test releases it.
+    pub gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Twilio's Messages resource, as far as the relay uses it: Basic auth, form fields, 201 with
@@ -48,18 +56,56 @@ pub struct FakeState {
 pub struct FakeTwilio {
     pub url: String,
     pub state: Arc<Mutex<FakeState>>,
+    /// How many creates have arrived (before the gate), for tests that wait on it.
+    pub arrived: tokio::sync::watch::Receiver<usize>,
+}
+
+#[derive(Clone)]
+struct Shared {
+    state: Arc<Mutex<FakeState>>,
+    arrived: Arc<tokio::sync::watch::Sender<usize>>,
 }
 
 impl FakeTwilio {
     pub async fn start() -> FakeTwilio {
         let state = Arc::new(Mutex::new(FakeState::default()));
+        let (tx, arrived) = tokio::sync::watch::channel(0);
+        let shared = Shared {
+            state: state.clone(),
+            arrived: Arc::new(tx),
+        };
         let app = Router::new()
             .route("/2010-04-01/Accounts/{account}/Messages.json", post(create))
-            .with_state(state.clone());
+            .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await });
-        FakeTwilio { url, state }
+        FakeTwilio {
+            url,
+            state,
+            arrived,
+        }
+    }
+
+    /// Holds every create at the door until [`release`](FakeTwilio::release).
+    pub fn hold(&self) {
+        self.state.lock().unwrap().gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    /// Lets held and later creates through.
+    pub fn release(&self) {
+        if let Some(gate) = self.state.lock().unwrap().gate.take() {
+            gate.add_permits(1 << 20);
+        }
+    }
+
+    /// Waits until `n` creates have arrived (held or not).
+    pub async fn wait_arrived(&self, n: usize) {
+        let mut rx = self.arrived.clone();
+        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|c| *c >= n))
+            .await
+            .expect("the create arrived within 30 s")
+            .unwrap();
     }
 
     pub fn sent(&self) -> Vec<Sent> {
@@ -84,7 +130,7 @@ impl FakeTwilio {
 }
 
 async fn create(
-    State(state): State<Arc<Mutex<FakeState>>>,
+    State(shared): State<Shared>,
     Path(account): Path<String>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -104,7 +150,15 @@ async fn create(
         )
             .into_response();
     }
-    let delay = state.lock().unwrap().delay;
+    let state = shared.state;
+    shared.arrived.send_modify(|n| *n += 1);
+    let (delay, gate) = {
+        let s = state.lock().unwrap();
+        (s.delay, s.gate.clone())
+    };
+    if let Some(gate) = gate {
+        let _ = gate.acquire().await;
+    }
     tokio::time::sleep(delay).await;
     let form = Form::parse(&body).unwrap();
     let key = headers
@@ -167,6 +221,68 @@ fn base64_encode(bytes: &[u8]) -> String {
     out
 }
 
+/// A database a scenario runs on, gone when dropped (the SQLite directory) or left for
+/// inspection (the PostgreSQL database, dropped by the next run of the same test).
+pub enum TestDb {
+    Sqlite(tempfile::TempDir),
+    Postgres(String),
+}
+
+impl TestDb {
+    pub fn sqlite() -> TestDb {
+        TestDb::Sqlite(tempfile::tempdir().unwrap())
+    }
+
+    pub async fn postgres(name: &str) -> TestDb {
+        TestDb::Postgres(
+            fresh_pg_database(name)
+                .await
+                .expect("PROXY_OPTOUT_PG_URL is set"),
+        )
+    }
+
+    /// What `--database` takes.
+    pub fn url(&self) -> String {
+        match self {
+            TestDb::Sqlite(dir) => dir.path().join("r.db").to_string_lossy().into_owned(),
+            TestDb::Postgres(url) => url.clone(),
+        }
+    }
+
+    pub fn is_sqlite(&self) -> bool {
+        matches!(self, TestDb::Sqlite(_))
+    }
+}
+
+/// Runs each named scenario (`async fn name(db: &TestDb)`) once per database: `name::sqlite`
+/// always, `name::postgres` where `PROXY_OPTOUT_PG_URL` is set (ignored, with the reason,
+/// where it is not).
+macro_rules! on_each_database {
+    ($($scenario:ident),* $(,)?) => {
+        $(
+            mod $scenario {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    let db = crate::common::TestDb::sqlite();
+                    super::$scenario(&db).await;
+                }
+
+                #[cfg_attr(
+                    not(pg_tests),
+                    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+                )]
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    let db = crate::common::TestDb::postgres(stringify!($scenario)).await;
+                    super::$scenario(&db).await;
+                }
+            }
+        )*
+    };
+}
+#[allow(unused_imports)]
+pub(crate) use on_each_database;
+
 /// The PostgreSQL URL when the PostgreSQL tests are on.
 pub fn pg_url() -> Option<String> {
     std::env::var("PROXY_OPTOUT_PG_URL")
@@ -182,7 +298,9 @@ pub async fn fresh_pg_database(name: &str) -> Option<String> {
         .await
         .unwrap();
     tokio::spawn(conn);
-    let db = format!("proxy_relay_{name}_{}", std::process::id());
+    // Database names are at most 63 bytes.
+    let short: String = name.chars().take(40).collect();
+    let db = format!("proxy_relay_{short}_{}", std::process::id());
     client
         .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
         .await

@@ -1,0 +1,175 @@
+//! The state every handler shares, built once at start.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use proxy_optout::RelayCore;
+use proxy_optout_twilio::Validator;
+use sha2::{Digest, Sha256};
+use tokio_util::task::TaskTracker;
+
+use crate::backend::Db;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::sender::Sender;
+
+/// Everything the handlers share. Immutable but for counters, so instances behind a load
+/// balancer agree: all state that matters is in the database.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let server = proxy_relay::Server::start(&config, None).await?;
+/// let app: &proxy_relay::App = server.app();
+/// assert!(app.public_url().starts_with("http://127.0.0.1:"));
+/// # server.shutdown().await?;
+/// # Ok(()) }
+/// ```
+pub struct App {
+    core: Arc<RelayCore>,
+    db: Db,
+    validator: Validator,
+    public_url: String,
+    admin_digest: [u8; 32],
+    sender: Arc<dyn Sender>,
+    metrics: Arc<Metrics>,
+    pool: Arc<[String]>,
+    draining: AtomicBool,
+    tasks: TaskTracker,
+}
+
+impl std::fmt::Debug for App {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("App")
+            .field("public_url", &self.public_url)
+            .field("database", &self.db.kind())
+            .field("sender", &self.sender.name())
+            .field("pool", &self.pool)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A bearer token's digest: digests have one length, so comparing them in constant time says
+/// nothing about the token.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl App {
+    pub(crate) fn new(config: &Config, db: Db, sender: Arc<dyn Sender>, public_url: String) -> App {
+        let mut validator = Validator::new(&config.auth_tokens[0]);
+        for t in &config.auth_tokens[1..] {
+            validator = validator.with_token(t);
+        }
+        App {
+            core: Arc::new(RelayCore::new().with_mode(config.mode)),
+            db,
+            validator,
+            public_url,
+            admin_digest: digest(&config.admin_token),
+            sender,
+            metrics: Arc::default(),
+            pool: config.proxy_numbers.as_slice().into(),
+            draining: AtomicBool::new(false),
+            tasks: TaskTracker::new(),
+        }
+    }
+
+    /// The metrics.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.app().metrics().messages("forwarded"), 0);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The database.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// server.app().db().ping().await?;
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn db(&self) -> &Db {
+        &self.db
+    }
+
+    /// The public base URL signatures are checked against.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.app().public_url(), server.url()); // no --public-url given
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn public_url(&self) -> &str {
+        &self.public_url
+    }
+
+    pub(crate) fn core(&self) -> &Arc<RelayCore> {
+        &self.core
+    }
+
+    pub(crate) fn shared_metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
+    }
+
+    pub(crate) fn sender(&self) -> &dyn Sender {
+        &*self.sender
+    }
+
+    pub(crate) fn validator(&self) -> &Validator {
+        &self.validator
+    }
+
+    pub(crate) fn pool(&self) -> &[String] {
+        &self.pool
+    }
+
+    pub(crate) fn admin_digest(&self) -> &[u8; 32] {
+        &self.admin_digest
+    }
+
+    pub(crate) fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn start_draining(&self) {
+        self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// The tasks that handle webhooks: shutdown waits for them.
+    pub(crate) fn tasks(&self) -> &TaskTracker {
+        &self.tasks
+    }
+}

@@ -1,0 +1,115 @@
+//! One thread that owns the SQLite store and runs every call of the server on it, in arrival
+//! order.
+//!
+//! SQLite takes one writer at a time and the store's connection sits behind a mutex, so
+//! handing each call to tokio's blocking pool made tens of threads queue on the same lock,
+//! and the profile was mostly their sleeps and wake-ups. One thread with a queue does the
+//! same work back to back; under load it never sleeps between calls. Because the thread is
+//! the store's only owner, stopping it closes the connection and releases the file's lock.
+
+use std::panic::AssertUnwindSafe;
+use std::sync::mpsc;
+
+use proxy_optout_sqlite::SqliteStore;
+
+use super::DbError;
+
+type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
+
+enum Order {
+    Run(Job),
+    /// Close the store, then say so.
+    Stop(tokio::sync::oneshot::Sender<()>),
+}
+
+pub(crate) struct DbWorker {
+    orders: mpsc::Sender<Order>,
+}
+
+impl std::fmt::Debug for DbWorker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("DbWorker")
+    }
+}
+
+fn stopped() -> DbError {
+    DbError::Task("the database is closed (the server is shutting down)".into())
+}
+
+impl DbWorker {
+    /// Starts the thread, which opens the store with `open` and then serves calls.
+    pub(crate) async fn spawn(
+        open: impl FnOnce() -> Result<SqliteStore, DbError> + Send + 'static,
+    ) -> Result<DbWorker, DbError> {
+        let (orders, queue) = mpsc::channel::<Order>();
+        let (opened, ready) = tokio::sync::oneshot::channel();
+        std::thread::Builder::new()
+            .name("proxy-relay-sqlite".into())
+            .spawn(move || {
+                let store = match open() {
+                    Ok(store) => {
+                        let _ = opened.send(Ok(()));
+                        store
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                        return;
+                    }
+                };
+                for order in queue {
+                    match order {
+                        // A panicking call drops its answer channel (the caller gets an
+                        // error); the thread goes on serving the others.
+                        Order::Run(job) => {
+                            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&store)));
+                        }
+                        Order::Stop(done) => {
+                            drop(store);
+                            let _ = done.send(());
+                            return;
+                        }
+                    }
+                }
+            })
+            .map_err(|e| DbError::Task(format!("cannot start the database thread: {e}")))?;
+        ready
+            .await
+            .map_err(|_| DbError::Task("the database thread stopped while opening".into()))??;
+        Ok(DbWorker { orders })
+    }
+
+    /// Runs `f` on the database thread and waits (asynchronously) for its result.
+    pub(crate) async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.orders
+            .send(Order::Run(Box::new(move |store| {
+                let _ = tx.send(f(store));
+            })))
+            .map_err(|_| stopped())?;
+        rx.await
+            .map_err(|_| DbError::Task("a database call panicked".into()))?
+    }
+
+    /// Queues `f` without waiting for it. Jobs run in the order they were queued, so a job
+    /// queued later sees what this one wrote.
+    pub(crate) fn submit(
+        &self,
+        f: impl FnOnce(&SqliteStore) + Send + 'static,
+    ) -> Result<(), DbError> {
+        self.orders
+            .send(Order::Run(Box::new(f)))
+            .map_err(|_| stopped())
+    }
+
+    /// Runs every job queued before it, closes the store (the file's lock goes with it) and
+    /// ends the thread; later calls fail. Returns once the store is closed.
+    pub(crate) async fn stop(&self) {
+        let (done, closed) = tokio::sync::oneshot::channel();
+        if self.orders.send(Order::Stop(done)).is_ok() {
+            let _ = closed.await;
+        }
+    }
+}
