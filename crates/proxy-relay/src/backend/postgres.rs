@@ -13,7 +13,7 @@ use proxy_optout::{
 use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::error::SqlState;
 use proxy_optout_postgres::tokio_postgres::Row;
-use proxy_optout_postgres::{Options, PgStore, StoreError};
+use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
 use super::{
     assemble, flag, now_ms, pick_proxy, policy_answer, route_of, route_row, AdminError, Backend,
@@ -35,6 +35,12 @@ LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
     claim := 'new';
+    IF p_write_state IS NULL THEN
+        -- Only processed-message bookkeeping is written: commit it without waiting for the
+        -- disk, as SQLite keeps claims in memory and answers unsynced. A ledger change keeps
+        -- the server's synchronous commit.
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     IF p_message_id IS NOT NULL THEN
         SELECT CASE WHEN c.claimed THEN 'new' WHEN c.answer IS NULL THEN 'in_progress'
                     ELSE 'answered' END,
@@ -91,7 +97,8 @@ impl PgBackend {
             url,
             Options::default()
                 .pool_size(pool_size)
-                .application_name("proxy-relay"),
+                .application_name("proxy-relay")
+                .answer_commit(Commit::Asynchronous),
         )
         .await?;
         let mut c = client(&pg).await?;
