@@ -91,7 +91,7 @@ impl<'a> FeedbackOutcome<'a> {
     ///
     /// # Errors
     ///
-    /// [`FeedbackError::Record`] when the attempt failed.
+    /// [`FeedbackError::Record`](crate::FeedbackError::Record) when the attempt failed.
     ///
     /// ```
     /// use proxy_optout::{Feedback, RelayCore};

@@ -52,8 +52,8 @@ CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
 
 /// Schema version 2: the claim as a server-side function, so a host can claim a message id
 /// inside a statement of its own (one round trip for the claim and its own lookups). It
-/// returns one row: whether this call claimed the id, and the stored answer if there is one.
-/// Beside it, `proxy_optout_complete(message_id, answer, synced)`, which stores an answer.
+/// returns one row: whether this call claimed the id, whether that took over a stale claim,
+/// and the stored answer if there is one. Beside it, `proxy_optout_complete(message_id, answer, synced)`, which stores an answer.
 /// PL/pgSQL, not SQL: its statements' plans are cached per connection, where a SQL-language
 /// function with a data-modifying statement is planned again on every call (half the
 /// throughput, measured with pgbench on this project's machine). Like every function of the
@@ -61,17 +61,23 @@ CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
 pub const SCHEMA_V2: &str = FUNCTIONS;
 
 const FUNCTIONS: &str = "
-CREATE OR REPLACE FUNCTION proxy_optout_claim(p_message_id TEXT, p_stale_secs FLOAT8)
-RETURNS TABLE (claimed BOOLEAN, answer TEXT)
+DROP FUNCTION IF EXISTS proxy_optout_claim(TEXT, FLOAT8);
+CREATE FUNCTION proxy_optout_claim(p_message_id TEXT, p_stale_secs FLOAT8)
+RETURNS TABLE (claimed BOOLEAN, resumed BOOLEAN, answer TEXT)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
+DECLARE
+    inserted BOOLEAN;
 BEGIN
     INSERT INTO processed_messages AS m (message_id, answer, processed_at)
     VALUES (p_message_id, NULL, now())
     ON CONFLICT (message_id) DO UPDATE SET processed_at = now()
     WHERE m.answer IS NULL
-      AND m.processed_at < now() - make_interval(secs => p_stale_secs);
+      AND m.processed_at < now() - make_interval(secs => p_stale_secs)
+    RETURNING (xmax = 0) INTO inserted;
     claimed := FOUND;
+    -- An update, not an insert: a stale claim was taken over.
+    resumed := claimed AND NOT inserted;
     IF NOT claimed THEN
         SELECT m.answer INTO answer FROM processed_messages m WHERE m.message_id = p_message_id;
     END IF;
@@ -252,29 +258,35 @@ pub enum Claim {
     /// First delivery: handle it, then [`complete`](PgStore::complete) or
     /// [`release`](PgStore::release) it.
     New,
-    /// Another instance is handling it now: answer 503 and let the platform retry.
+    /// Another instance is handling it now.
     InProgress,
+    /// A claim left unanswered past [`STALE_CLAIM`] (an instance that crashed or hung) was
+    /// taken over: handle it, but what it sent before may have gone out, so ask the provider
+    /// before sending again.
+    TakenOver,
     /// Already handled: answer this again and perform nothing.
     Answered(String),
 }
 
 impl Claim {
     /// The claim a row of `proxy_optout_claim` (see [`SCHEMA_V2`]) describes: whether the
-    /// call claimed the id, and the stored answer. For hosts that call the function inside a
-    /// statement of their own.
+    /// call claimed the id, whether it took over a stale claim, and the stored answer. For
+    /// hosts that call the function inside a statement of their own.
     ///
     /// ```
     /// use proxy_optout_postgres::Claim;
-    /// assert_eq!(Claim::from_row(true, None), Claim::New);
-    /// assert_eq!(Claim::from_row(false, None), Claim::InProgress);
-    /// assert_eq!(Claim::from_row(false, Some("<Response/>".into())), Claim::Answered("<Response/>".into()));
+    /// assert_eq!(Claim::from_row(true, false, None), Claim::New);
+    /// assert_eq!(Claim::from_row(true, true, None), Claim::TakenOver);
+    /// assert_eq!(Claim::from_row(false, false, None), Claim::InProgress);
+    /// assert_eq!(Claim::from_row(false, false, Some("<Response/>".into())), Claim::Answered("<Response/>".into()));
     /// ```
     #[must_use]
-    pub fn from_row(claimed: bool, answer: Option<String>) -> Claim {
-        match (claimed, answer) {
-            (true, _) => Claim::New,
-            (false, Some(a)) => Claim::Answered(a),
-            (false, None) => Claim::InProgress,
+    pub fn from_row(claimed: bool, resumed: bool, answer: Option<String>) -> Claim {
+        match (claimed, resumed, answer) {
+            (true, false, _) => Claim::New,
+            (true, true, _) => Claim::TakenOver,
+            (false, _, Some(a)) => Claim::Answered(a),
+            (false, _, None) => Claim::InProgress,
         }
     }
 }
@@ -502,10 +514,10 @@ impl PgStore {
         let stale = f64::from(u32::try_from(STALE_CLAIM.as_secs()).unwrap_or(u32::MAX));
         // One statement: insert the claim, or take over a stale one; otherwise report the row.
         let stmt = client
-            .prepare_cached("SELECT claimed, answer FROM proxy_optout_claim($1, $2)")
+            .prepare_cached("SELECT claimed, resumed, answer FROM proxy_optout_claim($1, $2)")
             .await?;
         let row = client.query_one(&stmt, &[&message_id, &stale]).await?;
-        Ok(Claim::from_row(row.get(0), row.get(1)))
+        Ok(Claim::from_row(row.get(0), row.get(1), row.get(2)))
     }
 
     /// Stores the answer given for a claimed id.
@@ -653,7 +665,7 @@ pub mod sql {
     /// The read behind `state`.
     pub const STATE: &str = super::STATE;
     /// The claim, as a function a host's own statement can call:
-    /// `SELECT claimed, answer FROM proxy_optout_claim($message_id, $stale_secs)`.
+    /// `SELECT claimed, resumed, answer FROM proxy_optout_claim($message_id, $stale_secs)`.
     pub const CLAIM_FUNCTION: &str = "proxy_optout_claim";
 }
 

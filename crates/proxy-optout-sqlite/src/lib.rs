@@ -27,7 +27,7 @@ use proxy_optout::{LedgerKey, OptOutStore, OptState};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// The schema, version 1.
 pub const SCHEMA: &str = "
@@ -44,6 +44,14 @@ CREATE TABLE processed_messages (
     processed_at INTEGER NOT NULL                -- unix milliseconds of the claim
 ) WITHOUT ROWID;
 CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
+";
+
+/// Schema version 2: one row that [`SqliteStore::sync`] rewrites with a synced commit.
+pub const SCHEMA_V2: &str = "
+CREATE TABLE proxy_optout_sync (
+    id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
+    n  INTEGER NOT NULL
+);
 ";
 
 /// What went wrong, typed so a host can answer (503 so the platform retries, an alert for an
@@ -315,6 +323,10 @@ pub enum Claim {
     /// First delivery: handle it, then [`complete`](SqliteStore::complete) it (or
     /// [`release`](SqliteStore::release) it if handling failed).
     New,
+    /// A claim left unanswered past the staleness limit (a handler that crashed or hung) was
+    /// taken over: handle it, but what it sent before may have gone out, so ask the provider
+    /// before sending again.
+    TakenOver,
     /// Another delivery is being handled right now: answer 503 and let the platform retry.
     InProgress,
     /// Already handled: answer this again and perform nothing.
@@ -328,6 +340,8 @@ struct Inner {
     in_flight: Option<Mutex<HashMap<String, Instant>>>,
     /// Whether `complete` lowers `synchronous` for its write (the answer is not synced).
     lazy_answers: bool,
+    /// Whether commits are synced (`Durability::Full`).
+    full: bool,
 }
 
 /// The SQLite opt-out store. Cheap to clone (shared connection); `Send + Sync`.
@@ -442,6 +456,7 @@ impl SqliteStore {
                 in_flight: (options.claims == Claims::Memory).then(Mutex::default),
                 lazy_answers: options.answer_durability == Durability::Normal
                     && options.durability == Durability::Full,
+                full: options.durability == Durability::Full,
             }),
         })
     }
@@ -541,7 +556,7 @@ impl SqliteStore {
     /// let dir = tempfile::tempdir()?;
     /// let store = SqliteStore::open(dir.path().join("l.db"))?;
     /// assert_eq!(store.claim("SM1")?, Claim::New);
-    /// assert_eq!(store.claim_with("SM1", Duration::ZERO)?, Claim::New); // taken over
+    /// assert_eq!(store.claim_with("SM1", Duration::ZERO)?, Claim::TakenOver);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn claim_with(&self, message_id: &str, stale_after: Duration) -> Result<Claim, StoreError> {
@@ -569,6 +584,7 @@ impl SqliteStore {
             Some((Some(answer), _)) => Claim::Answered(answer),
             Some((None, at)) if at > stale => Claim::InProgress,
             Some((None, _)) | None => {
+                let taken_over = existing.is_some();
                 tx.prepare_cached(
                     "INSERT INTO processed_messages (message_id, answer, processed_at)
                      VALUES (?1, NULL, ?2)
@@ -576,7 +592,11 @@ impl SqliteStore {
                 )
                 .and_then(|mut st| st.execute(params![message_id, now]))
                 .map_err(|e| self.err(e))?;
-                Claim::New
+                if taken_over {
+                    Claim::TakenOver
+                } else {
+                    Claim::New
+                }
             }
         };
         tx.commit().map_err(|e| self.err(e))?;
@@ -599,12 +619,13 @@ impl SqliteStore {
         }
         let mut map = lock(in_flight);
         let now = Instant::now();
-        match map.get(message_id) {
-            Some(at) if now.duration_since(*at) < stale_after => Ok(Claim::InProgress),
-            _ => {
-                map.insert(message_id.to_owned(), now);
-                Ok(Claim::New)
+        match map.insert(message_id.to_owned(), now) {
+            Some(at) if now.duration_since(at) < stale_after => {
+                map.insert(message_id.to_owned(), at);
+                Ok(Claim::InProgress)
             }
+            Some(_) => Ok(Claim::TakenOver),
+            None => Ok(Claim::New),
         }
     }
 
@@ -682,6 +703,39 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// Makes every claim still unanswered stale at once, so the next delivery of each takes it
+    /// over ([`Claim::TakenOver`]) instead of waiting [`STALE_CLAIM`]. For a host that is the
+    /// file's only user ([`Options::exclusive`]) at start: an unanswered claim then belongs to
+    /// a process that died. Returns how many.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// # use proxy_optout_sqlite::{Claim, SqliteStore};
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// store.claim("SM1")?;
+    /// assert_eq!(store.abandon_claims()?, 1);
+    /// assert_eq!(store.claim("SM1")?, Claim::TakenOver);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn abandon_claims(&self) -> Result<usize, StoreError> {
+        if let Some(in_flight) = &self.inner.in_flight {
+            let mut map = lock(in_flight);
+            let n = map.len();
+            map.clear();
+            return Ok(n);
+        }
+        self.conn()
+            .execute(
+                "UPDATE processed_messages SET processed_at = 0 WHERE answer IS NULL",
+                [],
+            )
+            .map_err(|e| self.err(e))
+    }
+
     /// Forgets processed ids older than `age` (the retention rule: keep them at least as long
     /// as the platform may redeliver; we suggest [`RETENTION`]). Returns how many were removed.
     ///
@@ -709,6 +763,44 @@ impl SqliteStore {
                 params![cutoff],
             )
             .map_err(|e| self.err(e))
+    }
+
+    /// Makes every write committed so far durable: one commit with `synchronous=FULL`, whose
+    /// sync of the WAL file covers every frame before it. With [`Durability::Normal`] a host
+    /// commits many writes without syncing each and calls this once before it acknowledges
+    /// any of them (a group commit): the promise of [`Durability::Full`] at a fraction of the
+    /// syncs under concurrency.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`].
+    ///
+    /// ```
+    /// use proxy_optout::{LedgerKey, OptOutStore, OptState};
+    /// use proxy_optout_sqlite::{Durability, Options, SqliteStore};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = SqliteStore::open_with(dir.path().join("l.db"), Options::default().durability(Durability::Normal))?;
+    /// store.record(LedgerKey::new("+1P", "+1A"), OptState::OptedOut)?;
+    /// store.record(LedgerKey::new("+1P", "+1B"), OptState::OptedOut)?;
+    /// store.sync()?; // both are durable now, with one sync
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn sync(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        let synced = (|| {
+            conn.prepare_cached("PRAGMA synchronous = FULL")?
+                .execute([])?;
+            let written = conn
+                .prepare_cached(
+                    "INSERT INTO proxy_optout_sync (id, n) VALUES (1, 1)
+                     ON CONFLICT (id) DO UPDATE SET n = n + 1",
+                )
+                .and_then(|mut st| st.execute([]));
+            let back = if self.inner.full { "FULL" } else { "NORMAL" };
+            conn.execute_batch(&format!("PRAGMA synchronous = {back}"))?;
+            written.map(|_| ())
+        })();
+        synced.map_err(|e| self.err(e))
     }
 
     /// Runs `f` on the connection (for tests, audits and migrations of your own).
@@ -744,8 +836,12 @@ fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     // Re-read inside the write lock: another process may have migrated meanwhile.
     let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
-    if version == 0 && from == 0 {
-        tx.execute_batch(SCHEMA)?;
+    if version == from {
+        for (to, sql) in [(1, SCHEMA), (2, SCHEMA_V2)] {
+            if to > version {
+                tx.execute_batch(sql)?;
+            }
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()

@@ -10,6 +10,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::backend::Db;
 use crate::config::Config;
+use crate::journal::Journal;
 use crate::metrics::Metrics;
 use crate::sender::Sender;
 
@@ -40,6 +41,8 @@ pub struct App {
     pool: Arc<[String]>,
     draining: AtomicBool,
     tasks: TaskTracker,
+    journal: Journal,
+    send_attempts: u32,
 }
 
 impl std::fmt::Debug for App {
@@ -60,7 +63,13 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
 }
 
 impl App {
-    pub(crate) fn new(config: &Config, db: Db, sender: Arc<dyn Sender>, public_url: String) -> App {
+    pub(crate) fn new(
+        config: &Config,
+        db: Db,
+        journal: Journal,
+        sender: Arc<dyn Sender>,
+        public_url: String,
+    ) -> App {
         let mut validator = Validator::new(&config.auth_tokens[0]);
         for t in &config.auth_tokens[1..] {
             validator = validator.with_token(t);
@@ -76,6 +85,8 @@ impl App {
             pool: config.proxy_numbers.as_slice().into(),
             draining: AtomicBool::new(false),
             tasks: TaskTracker::new(),
+            journal,
+            send_attempts: config.send_attempts,
         }
     }
 
@@ -166,6 +177,33 @@ impl App {
 
     pub(crate) fn start_draining(&self) {
         self.draining.store(true, Ordering::SeqCst);
+    }
+
+    /// How many webhooks wait in the local journal.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.app().journal_depth(), 0);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn journal_depth(&self) -> usize {
+        self.journal.depth()
+    }
+
+    pub(crate) fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
+    pub(crate) fn send_attempts(&self) -> u32 {
+        self.send_attempts
     }
 
     /// The tasks that handle webhooks: shutdown waits for them.

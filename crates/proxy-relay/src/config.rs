@@ -219,7 +219,8 @@ pub struct ServeArgs {
         default_value_t = 5000
     )]
     pub send_timeout_ms: u64,
-    /// Attempts per send (retries on 5xx and timeouts, same idempotency key).
+    /// Attempts per send. A send that never left is tried again at once; one whose fate is
+    /// unknown (a timeout, a reset, a 5xx) only after the provider says it has no such message.
     #[arg(
         long,
         global = true,
@@ -227,6 +228,11 @@ pub struct ServeArgs {
         default_value_t = 3
     )]
     pub send_attempts: u32,
+    /// The local journal: authenticated webhooks kept (synced) while the database or the
+    /// provider cannot take them, handled in arrival order once they can. Default: beside a
+    /// SQLite database (relay.db: relay.journal.db), or ./proxy-relay.journal.db.
+    #[arg(long, global = true, env = "PROXY_RELAY_JOURNAL")]
+    pub journal: Option<std::path::PathBuf>,
     /// PostgreSQL connections per instance.
     #[arg(
         long,
@@ -283,8 +289,6 @@ pub enum SenderConfig {
         api_key: Option<(String, String)>,
         /// Per-attempt timeout.
         timeout: Duration,
-        /// Attempts per send.
-        attempts: u32,
     },
 }
 
@@ -322,6 +326,11 @@ pub struct Config {
     pub pg_pool_size: usize,
     /// Grace period for in-flight requests at shutdown.
     pub shutdown_grace: Duration,
+    /// Attempts per send.
+    pub send_attempts: u32,
+    /// The local journal's file (webhooks kept while the database or the provider cannot
+    /// take them).
+    pub journal: std::path::PathBuf,
 }
 
 impl std::fmt::Debug for Config {
@@ -466,7 +475,6 @@ impl Config {
                     account_sid,
                     api_key,
                     timeout: Duration::from_millis(args.send_timeout_ms.max(1)),
-                    attempts: args.send_attempts.max(1),
                 }
             }
         };
@@ -488,6 +496,14 @@ impl Config {
             sender,
             pg_pool_size: args.pg_pool_size,
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
+            send_attempts: args.send_attempts.max(1),
+            journal: match &args.journal {
+                Some(p) if p.as_os_str().is_empty() => {
+                    return Err(ConfigError::new("journal", "the path is empty"))
+                }
+                Some(p) => p.clone(),
+                None => crate::journal::default_path(&Database::parse(&args.database)),
+            },
         })
     }
 }

@@ -46,8 +46,10 @@ mod backend;
 mod config;
 mod http;
 mod inbound;
+mod journal;
 mod metrics;
 mod pipeline;
+mod rfc2822;
 mod sender;
 mod server;
 mod sessions;
@@ -60,12 +62,13 @@ pub use config::{
 pub use http::admin::MAX_LIST;
 pub use http::router;
 pub use http::webhook::{check_webhook, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
+pub use journal::JournalError;
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
 pub use sender::{
     sender_for, LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent,
     TwilioSender, SEND_ATTEMPTS, SEND_TIMEOUT,
 };
-pub use server::{Server, StartError};
+pub use server::{webhook_urls, Server, StartError};
 pub use sessions::{
     FieldError, NewParticipant, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
     MAX_FRIENDLY_NAME,

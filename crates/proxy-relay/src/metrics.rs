@@ -99,6 +99,8 @@ pub struct Metrics {
     send_errors: Family,
     rejected: Family,
     notices: Family,
+    journal: Family,
+    sends_found: AtomicU64,
     latency: [Histogram; ROUTES.len()],
 }
 
@@ -192,6 +194,49 @@ impl Metrics {
         self.rejected.inc(reason);
     }
 
+    /// Counts a journal event: a webhook kept (`journaled_<cause>`: `database`, `send`, `busy`,
+    /// `ledger`), or an entry handled from it (`replayed`, `dropped`).
+    ///
+    /// ```
+    /// let m = proxy_relay::Metrics::default();
+    /// m.journal("journaled_database");
+    /// assert_eq!(m.journal_events("journaled_database"), 1);
+    /// ```
+    pub fn journal(&self, event: &'static str) {
+        self.journal.inc(event);
+    }
+
+    /// How many journal events of this kind happened.
+    ///
+    /// ```
+    /// assert_eq!(proxy_relay::Metrics::default().journal_events("replayed"), 0);
+    /// ```
+    #[must_use]
+    pub fn journal_events(&self, event: &str) -> u64 {
+        self.journal.get(event)
+    }
+
+    /// Counts a send that was not made again because the provider already had the message.
+    ///
+    /// ```
+    /// let m = proxy_relay::Metrics::default();
+    /// m.send_found();
+    /// assert_eq!(m.sends_found(), 1);
+    /// ```
+    pub fn send_found(&self) {
+        self.sends_found.fetch_add(1, Relaxed);
+    }
+
+    /// How many sends the provider already had.
+    ///
+    /// ```
+    /// assert_eq!(proxy_relay::Metrics::default().sends_found(), 0);
+    /// ```
+    #[must_use]
+    pub fn sends_found(&self) -> u64 {
+        self.sends_found.load(Relaxed)
+    }
+
     /// Counts a debugger notice by code.
     ///
     /// ```
@@ -263,6 +308,17 @@ impl Metrics {
             "proxy_relay_notices_total",
             "code",
             "Debugger notices raised.",
+        );
+        self.journal.render(
+            &mut out,
+            "proxy_relay_journal_events_total",
+            "event",
+            "Webhooks kept in the local journal, by cause, and entries handled from it.",
+        );
+        let _ = writeln!(
+            out,
+            "# HELP proxy_relay_sends_found_total Sends not made again: the provider already had the message.\n# TYPE proxy_relay_sends_found_total counter\nproxy_relay_sends_found_total {}",
+            self.sends_found.load(Relaxed)
         );
         let name = "proxy_relay_request_duration_seconds";
         let _ = writeln!(

@@ -1,17 +1,37 @@
 //! One authenticated message, all the way: the backend decides it (claim, route, relay, ledger
-//! write), then its effects are performed in order (the auto-reply into the answer, the
-//! forward through the sender with a 21610 fed back into the ledger, the notices counted and
-//! logged), and the answer is stored for redeliveries. Knows nothing of HTTP.
+//! write), then its effects are performed in order (the auto-reply into the answer or through
+//! the sender, the forward through the sender with a 21610 fed back into the ledger, the
+//! notices counted and logged), and the answer is stored for redeliveries. Knows nothing of
+//! HTTP.
+//!
+//! Sends are at most once. The claim the backend stores before deciding is the durable
+//! record that sends may follow; a send whose fate is unknown (a timeout, a reset, a 5xx, a
+//! crash after the claim, a claim taken over from a handler that died) is sent again only
+//! after the sender's [`lookup`](crate::Sender::lookup) found no such message.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
-use proxy_optout::{Effect, FeedbackError, Outcome};
-use proxy_optout_twilio::{render, ForwardVia};
+use proxy_optout::{Effect, FeedbackError, InputError, Outbound, Outcome};
+use proxy_optout_twilio::{render, ForwardVia, EMPTY};
 
 use crate::app::App;
 use crate::backend::{DbError, DecideError, Decided};
 use crate::inbound::Message;
 use crate::sender::{Outgoing, SendError, Sent};
+
+/// How a message reached the pipeline.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Delivery {
+    /// From the webhook, answered with TwiML: the auto-reply rides in the answer.
+    Live,
+    /// From the journal: the webhook was answered long ago, so the auto-reply is sent through
+    /// the sender. `maybe_sent`: a send of it may have gone out before it was journaled.
+    Replay {
+        received_at: SystemTime,
+        maybe_sent: bool,
+    },
+}
 
 /// What handling one delivery came to.
 #[derive(Debug)]
@@ -20,35 +40,99 @@ pub(crate) enum Handled {
     Answered(String),
     /// Handled before: the stored answer, nothing performed again.
     Replayed(String),
-    /// Another request is handling the same message id now.
-    InProgress,
 }
 
-/// Why a delivery could not be handled. Nothing stays claimed: the platform's retry is
-/// handled in full.
+/// Why a delivery was not handled now. Nothing stays claimed.
 #[derive(Debug)]
-pub(crate) enum PipelineError {
-    /// The decision failed (nothing was confirmed or forwarded).
-    Decide(DecideError),
-    /// The forward reached no verdict (timeouts or 5xx after the sender's retries).
+pub(crate) enum Failure {
+    /// It can be handled later: journal it (or keep it journaled) and try again.
+    Later { maybe_sent: bool, cause: Later },
+    /// It can never be handled: answer a refusal.
+    Never(Never),
+}
+
+/// Why a delivery waits.
+#[derive(Debug)]
+pub(crate) enum Later {
+    /// The database failed (nothing was confirmed or forwarded).
+    Database(DecideError),
+    /// Another request holds the message id now.
+    Busy,
+    /// A send reached no verdict.
     Send(SendError),
-    /// The platform refused the forward with 21610 and the ledger could not record it.
+    /// The platform refused a send with 21610 and the ledger could not record it.
     Feedback(FeedbackError<DbError>),
+}
+
+/// Why a delivery can never be handled.
+#[derive(Debug)]
+pub(crate) enum Never {
+    /// A stored session row is not valid.
+    BadSession(DbError),
+    /// The relay refused the message.
+    Input(InputError),
+}
+
+impl Later {
+    /// A short name for metrics.
+    pub(crate) fn label(&self) -> &'static str {
+        match self {
+            Later::Database(_) => "database",
+            Later::Busy => "busy",
+            Later::Send(_) => "send",
+            Later::Feedback(_) => "ledger",
+        }
+    }
+}
+
+impl std::fmt::Display for Later {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Later::Database(DecideError::Unavailable(e)) => {
+                write!(f, "the database is unavailable: {e}")
+            }
+            Later::Database(DecideError::Ledger(e)) => write!(f, "the opt-out ledger failed: {e}"),
+            Later::Database(e) => write!(f, "the decision failed: {e:?}"),
+            Later::Busy => f.write_str("another request is handling this message"),
+            Later::Send(e) => write!(f, "a send reached no verdict: {e}"),
+            Later::Feedback(e) => write!(f, "a 21610 could not be recorded: {e}"),
+        }
+    }
+}
+
+fn later(maybe_sent: bool, cause: Later) -> Failure {
+    Failure::Later { maybe_sent, cause }
+}
+
+impl Failure {
+    /// The same failure, knowing an earlier send of the message may have gone out.
+    fn after_sending(self, sent_before: bool) -> Failure {
+        match self {
+            Failure::Later { maybe_sent, cause } => Failure::Later {
+                maybe_sent: maybe_sent || sent_before,
+                cause,
+            },
+            never => never,
+        }
+    }
 }
 
 /// Handles one authenticated message. Runs in a task of its own (see the webhook handler), so
 /// a caller that hangs up cannot cut the effects short or strand the claim.
-pub(crate) async fn handle(app: &App, message: Message) -> Result<Handled, PipelineError> {
+pub(crate) async fn handle(
+    app: &App,
+    message: Message,
+    delivery: Delivery,
+) -> Result<Handled, Failure> {
     let message = Arc::new(message);
     let decided = app
         .db()
         .backend()
         .decide(app.core().clone(), message.clone())
-        .await
-        .map_err(PipelineError::Decide)?;
-    let outcome = match decided {
-        Decided::Outcome(outcome) => outcome,
-        Decided::Replay(answer) => {
+        .await;
+    let (outcome, resumed) = match decided {
+        Ok(Decided::Outcome { outcome, resumed }) => (outcome, resumed),
+        Ok(Decided::Replay(answer)) => {
             app.metrics().message("replayed");
             tracing::info!(
                 message_sid = message.id(),
@@ -56,9 +140,25 @@ pub(crate) async fn handle(app: &App, message: Message) -> Result<Handled, Pipel
             );
             return Ok(Handled::Replayed(answer));
         }
-        Decided::InProgress => return Ok(Handled::InProgress),
+        Ok(Decided::InProgress) => return Err(later(false, Later::Busy)),
+        Err(DecideError::BadSession(e)) => return Err(Failure::Never(Never::BadSession(e))),
+        Err(DecideError::Input(e)) => return Err(Failure::Never(Never::Input(e))),
+        Err(e) => return Err(later(false, Later::Database(e))),
     };
-    match perform(app, &message, &outcome).await {
+    // Before sending anything, ask the provider whether an earlier attempt got through: when
+    // the claim was taken over from a handler that died, or the journal says so.
+    let check = match (resumed, delivery) {
+        (true, _) => Some(SystemTime::now() - RESUMED_WINDOW),
+        (
+            false,
+            Delivery::Replay {
+                received_at,
+                maybe_sent: true,
+            },
+        ) => Some(received_at - CLOCK_SKEW),
+        _ => None,
+    };
+    match perform(app, &message, &outcome, delivery, check).await {
         Ok(answer) => {
             if let Some(id) = &message.sid {
                 let (metrics, sid) = (app.shared_metrics(), id.clone());
@@ -77,17 +177,22 @@ pub(crate) async fn handle(app: &App, message: Message) -> Result<Handled, Pipel
             }
             Ok(Handled::Answered(answer))
         }
-        Err(e) => {
+        Err(failure) => {
             if let Some(id) = &message.sid {
                 if let Err(r) = app.db().backend().release(id.clone()).await {
                     app.metrics().store_error("release");
-                    tracing::error!(error = %r, message_sid = id, "could not release the claim; a retry waits for it to go stale");
+                    tracing::error!(error = %r, message_sid = id, "could not release the claim; its retry waits for it to go stale");
                 }
             }
-            Err(e)
+            Err(failure)
         }
     }
 }
+
+/// How far back a taken-over claim's sends may lie: its first handler's start is not known.
+const RESUMED_WINDOW: Duration = Duration::from_secs(24 * 3600);
+/// The provider's clock against ours.
+const CLOCK_SKEW: Duration = Duration::from_secs(60);
 
 /// What an outcome is called in metrics and logs.
 fn label(outcome: &Outcome<'_>) -> &'static str {
@@ -100,12 +205,26 @@ fn label(outcome: &Outcome<'_>) -> &'static str {
     }
 }
 
+fn outgoing(message: &Message, out: &Outbound<'_>, kind: &str) -> Outgoing {
+    Outgoing {
+        from: out.from().to_owned(),
+        to: out.to().to_owned(),
+        body: out.body().to_owned(),
+        attempt: match &message.sid {
+            Some(sid) => format!("{sid}-{kind}"),
+            None => format!("{}-{kind}", uuid::Uuid::new_v4().simple()),
+        },
+    }
+}
+
 /// Performs a decided outcome's effects in order and renders the answer.
 async fn perform(
     app: &App,
     message: &Message,
     outcome: &Outcome<'_>,
-) -> Result<String, PipelineError> {
+    delivery: Delivery,
+    check: Option<SystemTime>,
+) -> Result<String, Failure> {
     let sid = message.id();
     let session = outcome.session().unwrap_or("");
     let metrics = app.metrics();
@@ -115,30 +234,44 @@ async fn perform(
     ) {
         metrics.keyword_drop(category.as_str());
     }
+    let replay = matches!(delivery, Delivery::Replay { .. });
     let mut label = label(outcome);
+    // Once a send of this message was tried, a later failure follows a send that may have
+    // gone out: the journal must know, so the replay asks before sending.
+    let mut tried = false;
     for effect in outcome.effects() {
         match effect {
             // Stored by the backend, durably, before anything below.
             Effect::Record { key, state } => {
                 tracing::debug!(message_sid = sid, %key, %state, "ledger updated");
             }
-            // Given back as TwiML in the answer.
+            // Live: given back as TwiML in the answer. Replayed: the answer went long ago.
+            Effect::Reply(reply) if replay => {
+                let out = outgoing(message, reply, "reply");
+                let delivered = deliver(app, &out, check).await;
+                tried = true;
+                match delivered? {
+                    Ok(_) => tracing::debug!(message_sid = sid, to = reply.to(), "auto-reply sent"),
+                    Err(verdict) => {
+                        tracing::warn!(message_sid = sid, to = reply.to(), %verdict, "the platform refused the auto-reply");
+                    }
+                }
+            }
             Effect::Reply(reply) => {
-                tracing::debug!(message_sid = sid, to = reply.to(), "auto-reply");
+                tracing::debug!(
+                    message_sid = sid,
+                    to = reply.to(),
+                    "auto-reply in the answer"
+                );
             }
             Effect::Forward(out) => {
-                let outgoing = Outgoing {
-                    from: out.from().to_owned(),
-                    to: out.to().to_owned(),
-                    body: out.body().to_owned(),
-                    idempotency_key: if sid.is_empty() {
-                        uuid::Uuid::new_v4().to_string()
-                    } else {
-                        format!("{sid}-forward")
-                    },
-                };
-                match app.sender().send(&outgoing).await {
-                    Ok(Sent::Accepted { sid: sent }) => {
+                let sending = outgoing(message, out, "forward");
+                let delivered = deliver(app, &sending, check)
+                    .await
+                    .map_err(|f| f.after_sending(tried));
+                tried = true;
+                match delivered? {
+                    Ok(sent) => {
                         tracing::debug!(
                             message_sid = sid,
                             session,
@@ -147,7 +280,7 @@ async fn perform(
                             "forwarded"
                         );
                     }
-                    Ok(verdict) if verdict.is_unsubscribed() => {
+                    Err(verdict) if verdict.is_unsubscribed() => {
                         label = "refused";
                         metrics.refusal("rest");
                         tracing::info!(
@@ -164,19 +297,12 @@ async fn perform(
                                 out.to().to_owned(),
                             )
                             .await
-                            .map_err(PipelineError::Feedback)?;
+                            .map_err(|e| later(tried, Later::Feedback(e)))?;
                     }
-                    Ok(verdict) => {
+                    Err(verdict) => {
                         label = "send_refused";
-                        tracing::warn!(
-                            message_sid = sid,
-                            session,
-                            to = out.to(),
-                            ?verdict,
-                            "the platform refused the forward"
-                        );
+                        tracing::warn!(message_sid = sid, session, to = out.to(), %verdict, "the platform refused the forward");
                     }
-                    Err(e) => return Err(PipelineError::Send(e)),
                 }
             }
             Effect::Refuse(out) => {
@@ -214,9 +340,95 @@ async fn perform(
         outcome = label,
         keyword = outcome.decision().keyword(),
         ledger = outcome.ledger().map(|c| c.state().as_str()),
+        replayed = replay,
         "message handled"
     );
-    Ok(render(outcome, ForwardVia::Rest))
+    Ok(if replay {
+        EMPTY.to_owned()
+    } else {
+        render(outcome, ForwardVia::Rest)
+    })
+}
+
+/// A provider's refusal of a send: the verdict, or a client error that retrying cannot fix.
+#[derive(Debug)]
+enum Refusal {
+    Code(u32),
+    Status(u16),
+}
+
+impl Refusal {
+    fn is_unsubscribed(&self) -> bool {
+        matches!(self, Refusal::Code(code) if *code == proxy_optout_twilio::UNSUBSCRIBED_RECIPIENT)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::Code(c) => write!(f, "error {c}"),
+            Refusal::Status(s) => write!(f, "HTTP {s}"),
+        }
+    }
+}
+
+/// Sends `out` at most once. `check`: an earlier attempt may have gone out, at or after this
+/// time, so ask the provider first. A send that provably never left is tried again freely; one
+/// whose fate is unknown only after the provider says it has no such message. `Ok(Ok(sid))`:
+/// the provider has it; `Ok(Err(refusal))`: it refused; `Err`: no verdict, try later.
+async fn deliver(
+    app: &App,
+    out: &Outgoing,
+    check: Option<SystemTime>,
+) -> Result<Result<Option<String>, Refusal>, Failure> {
+    let sender = app.sender();
+    let mut since = check;
+    let mut last = None;
+    for attempt in 0..app.send_attempts() {
+        if attempt > 0 {
+            // 100 ms, 200 ms, 400 ms…: a brief outage passes, and the provider's list has a
+            // moment to show a message it just accepted.
+            tokio::time::sleep(Duration::from_millis(100 << (attempt - 1).min(5))).await;
+        }
+        if let Some(t) = since {
+            match sender.lookup(out, t).await {
+                Ok(Some(sid)) => {
+                    app.metrics().send_found();
+                    tracing::info!(attempt = %out.attempt, sid = %sid, "an earlier attempt got through; not sending again");
+                    return Ok(Ok(Some(sid)));
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    // Cannot tell: sending could text the person twice.
+                    tracing::warn!(attempt = %out.attempt, error = %e, "could not ask the provider whether an earlier attempt got through");
+                    last = Some(e);
+                    continue;
+                }
+            }
+        }
+        let started = SystemTime::now();
+        match sender.send(out).await {
+            Ok(Sent::Accepted { sid }) => return Ok(Ok(sid)),
+            Ok(Sent::Refused { code }) => return Ok(Err(Refusal::Code(code))),
+            Err(SendError::Rejected { status }) => return Ok(Err(Refusal::Status(status))),
+            Err(e) => {
+                app.metrics().send_error(sender.name());
+                tracing::warn!(attempt = %out.attempt, error = %e, "send reached no verdict");
+                if e.may_have_been_sent() {
+                    since =
+                        Some(since.map_or(started - CLOCK_SKEW, |t| t.min(started - CLOCK_SKEW)));
+                }
+                last = Some(e);
+            }
+        }
+    }
+    let maybe_sent = since.is_some();
+    Err(later(
+        maybe_sent,
+        Later::Send(last.unwrap_or(SendError::Unknown {
+            reason: "no attempt was made".into(),
+        })),
+    ))
 }
 
 /// Records a 21610 a status callback reported.

@@ -4,7 +4,7 @@
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use proxy_optout_twilio::{RestError, UNSUBSCRIBED_RECIPIENT};
 
@@ -12,17 +12,17 @@ use proxy_optout_twilio::{RestError, UNSUBSCRIBED_RECIPIENT};
 ///
 /// ```
 /// use proxy_relay::{Outgoing, SendFuture, Sent};
-/// fn accept(_: &Outgoing) -> SendFuture<'_> { Box::pin(async { Ok(Sent::Accepted { sid: None }) }) }
+/// fn accept(_: &Outgoing) -> SendFuture<'_, Sent> { Box::pin(async { Ok(Sent::Accepted { sid: None }) }) }
 /// # let _ = accept;
 /// ```
-pub type SendFuture<'a> = Pin<Box<dyn Future<Output = Result<Sent, SendError>> + Send + 'a>>;
+pub type SendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SendError>> + Send + 'a>>;
 
 /// One message to send.
 ///
 /// ```
 /// let m = proxy_relay::Outgoing {
 ///     from: "+15550000100".into(), to: "+15552220002".into(), body: "on my way".into(),
-///     idempotency_key: "SM123-forward".into(),
+///     attempt: "SM123-forward".into(),
 /// };
 /// assert_eq!(m.to, "+15552220002");
 /// ```
@@ -34,9 +34,8 @@ pub struct Outgoing {
     pub to: String,
     /// The text.
     pub body: String,
-    /// Derived from the inbound message id: a retried send carries the same key, so the
-    /// provider can drop the duplicate.
-    pub idempotency_key: String,
+    /// What this send is, for logs: the inbound message id and `-forward` or `-reply`.
+    pub attempt: String,
 }
 
 /// What the provider said about a send.
@@ -71,54 +70,84 @@ impl Sent {
     }
 }
 
-/// A send that did not reach a verdict. The webhook answers 503 so the platform redelivers
-/// the inbound message; the retry reuses the idempotency key.
+/// A send that reached no verdict, sorted by what is known about it: whether sending again
+/// could text the person twice.
 ///
 /// ```
-/// let e = proxy_relay::SendError::Status { status: 500, attempts: 3 };
-/// assert_eq!(e.to_string(), "the provider answered 500 after 3 attempts");
+/// let e = proxy_relay::SendError::Unknown { reason: "timed out after 5s".into() };
+/// assert!(e.may_have_been_sent());
+/// assert_eq!(e.to_string(), "the provider may have accepted the message: timed out after 5s");
 /// ```
 #[non_exhaustive]
 #[derive(Debug, thiserror::Error)]
 pub enum SendError {
-    /// No answer within the timeout, on every attempt.
-    #[error("no answer from the provider within {timeout:?} after {attempts} attempts")]
-    Timeout {
-        /// The per-attempt timeout.
-        timeout: Duration,
-        /// How many attempts were made.
-        attempts: u32,
-    },
-    /// A server error on every attempt, or a client error that retrying cannot fix.
-    #[error("the provider answered {status} after {attempts} attempts")]
-    Status {
-        /// The last HTTP status.
-        status: u16,
-        /// How many attempts were made.
-        attempts: u32,
-    },
-    /// The connection failed on every attempt.
-    #[error("could not reach the provider after {attempts} attempts: {reason}")]
-    Transport {
-        /// The last error.
+    /// The request provably never reached the provider (connection refused, DNS, a TLS
+    /// handshake that failed): sending again cannot text the person twice.
+    #[error("the message was not sent: {reason}")]
+    NotSent {
+        /// What failed.
         reason: String,
-        /// How many attempts were made.
-        attempts: u32,
+    },
+    /// The provider may have accepted it: a timeout after the request was written, a
+    /// connection reset before the answer, a 5xx. Ask the provider
+    /// ([`Sender::lookup`]) before sending again.
+    #[error("the provider may have accepted the message: {reason}")]
+    Unknown {
+        /// What happened.
+        reason: String,
+    },
+    /// The provider answered with a client error that sending again cannot fix (401, a 4xx
+    /// without a Twilio error body).
+    #[error("the provider refused the request with {status}")]
+    Rejected {
+        /// The HTTP status.
+        status: u16,
     },
 }
 
-/// Sends the forwarded leg of a relayed message.
+impl SendError {
+    /// Whether the provider may have accepted the message.
+    ///
+    /// ```
+    /// assert!(!proxy_relay::SendError::NotSent { reason: "connection refused".into() }.may_have_been_sent());
+    /// ```
+    #[must_use]
+    pub fn may_have_been_sent(&self) -> bool {
+        matches!(self, SendError::Unknown { .. })
+    }
+}
+
+/// Sends the messages a relay decides on (forwards, and auto-replies that cannot ride in the
+/// webhook's answer). One call is one attempt: the server decides what to retry, and asks
+/// [`lookup`](Sender::lookup) before sending again a message whose fate is unknown.
 ///
 /// ```
 /// use proxy_relay::{LogSender, Outgoing, Sender, Sent};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), proxy_relay::SendError> {
-/// let m = Outgoing { from: "+1P".into(), to: "+1B".into(), body: "hi".into(), idempotency_key: "k".into() };
+/// let m = Outgoing { from: "+1P".into(), to: "+1B".into(), body: "hi".into(), attempt: "k".into() };
 /// assert_eq!(LogSender.send(&m).await?, Sent::Accepted { sid: None });
 /// # Ok(()) }
 /// ```
 pub trait Sender: Send + Sync + 'static {
-    /// Sends `message`, returning the provider's verdict.
-    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a>;
+    /// Sends `message` once, returning the provider's verdict.
+    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a, Sent>;
+
+    /// Whether the provider already has `message` (same sender, recipient and text, created
+    /// at or after `since`): its id if so. The server asks before sending again a message
+    /// whose first attempt reached no verdict. The default knows nothing and says so with an
+    /// error, so such a message is not sent again until a sender that can tell is in place.
+    fn lookup<'a>(
+        &'a self,
+        message: &'a Outgoing,
+        since: SystemTime,
+    ) -> SendFuture<'a, Option<String>> {
+        let _ = (message, since);
+        Box::pin(async {
+            Err(SendError::Unknown {
+                reason: "this sender cannot look messages up".into(),
+            })
+        })
+    }
 
     /// A short name for logs and metrics.
     fn name(&self) -> &'static str;
@@ -135,12 +164,17 @@ pub trait Sender: Send + Sync + 'static {
 pub struct LogSender;
 
 impl Sender for LogSender {
-    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a> {
+    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a, Sent> {
         Box::pin(async move {
             tracing::info!(from = %message.from, to = %message.to, chars = message.body.chars().count(), "would send");
             tracing::debug!(body = %message.body, "would send body");
             Ok(Sent::Accepted { sid: None })
         })
+    }
+
+    /// Nothing was really sent, so nothing is there: a retried message is logged again.
+    fn lookup<'a>(&'a self, _: &'a Outgoing, _: SystemTime) -> SendFuture<'a, Option<String>> {
+        Box::pin(async { Ok(None) })
     }
 
     fn name(&self) -> &'static str {
@@ -156,7 +190,7 @@ impl Sender for LogSender {
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), proxy_relay::SendError> {
 /// let s = MemorySender::new();
 /// s.refuse("+1B");
-/// let m = Outgoing { from: "+1P".into(), to: "+1B".into(), body: "hi".into(), idempotency_key: "k".into() };
+/// let m = Outgoing { from: "+1P".into(), to: "+1B".into(), body: "hi".into(), attempt: "k".into() };
 /// assert!(s.send(&m).await?.is_unsubscribed());
 /// assert_eq!(s.sent().len(), 0);
 /// # Ok(()) }
@@ -203,15 +237,34 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Sender for MemorySender {
-    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a> {
+    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a, Sent> {
         Box::pin(async move {
             if lock(&self.refused).contains(&message.to) {
                 return Ok(Sent::Refused {
                     code: UNSUBSCRIBED_RECIPIENT,
                 });
             }
-            lock(&self.sent).push(message.clone());
-            Ok(Sent::Accepted { sid: None })
+            let mut sent = lock(&self.sent);
+            sent.push(message.clone());
+            Ok(Sent::Accepted {
+                sid: Some(format!("SM{:032x}", sent.len())),
+            })
+        })
+    }
+
+    fn lookup<'a>(
+        &'a self,
+        message: &'a Outgoing,
+        _: SystemTime,
+    ) -> SendFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let sent = lock(&self.sent);
+            Ok(sent
+                .iter()
+                .position(|m| {
+                    m.to == message.to && m.from == message.from && m.body == message.body
+                })
+                .map(|i| format!("SM{:032x}", i + 1)))
         })
     }
 
@@ -220,7 +273,23 @@ impl Sender for MemorySender {
     }
 }
 
-/// Sends through Twilio's Programmable Messaging REST API.
+/// Sends through Twilio's Programmable Messaging REST API, one attempt per call, and looks
+/// messages up in its Messages list.
+///
+/// What each failure means, and so what the server does next:
+///
+/// | what happened | [`send`](Sender::send) returns | why |
+/// |---|---|---|
+/// | 201 | [`Sent::Accepted`] with the message's sid | |
+/// | 400 with a Twilio error body | [`Sent::Refused`] with its code (21610: opted out) | a verdict |
+/// | another 4xx (401 bad credentials, …) | [`SendError::Rejected`] | sending again cannot help |
+/// | 5xx | [`SendError::Unknown`] | a proxy in front may answer 5xx after Twilio created the message |
+/// | no connection (refused, DNS, TLS handshake) | [`SendError::NotSent`] | the request never left: sending again is safe |
+/// | a timeout or a reset after the request was written | [`SendError::Unknown`] | Twilio may have accepted it |
+///
+/// Twilio's Messages API documents no idempotency key for creating a message, so a send
+/// whose fate is unknown is only sent again once [`lookup`](Sender::lookup) found no such
+/// message.
 ///
 /// ```
 /// let s = proxy_relay::TwilioSender::new("https://api.twilio.com", "AC123", "token")?
@@ -238,7 +307,6 @@ pub struct TwilioSender {
     auth_token: String,
     status_callback: Option<String>,
     timeout: Duration,
-    attempts: u32,
 }
 
 impl std::fmt::Debug for TwilioSender {
@@ -249,7 +317,6 @@ impl std::fmt::Debug for TwilioSender {
             .field("user", &self.user)
             .field("auth_token", &"***")
             .field("timeout", &self.timeout)
-            .field("attempts", &self.attempts)
             .finish()
     }
 }
@@ -261,11 +328,11 @@ impl std::fmt::Debug for TwilioSender {
 /// ```
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Attempts per send (the first and two retries): three 5-second attempts stay within
-/// Twilio's 15-second webhook timeout, so the webhook can still answer 503.
+/// Attempts per send (the first and two more). A message whose attempts all reach no verdict
+/// is journaled and tried again later, never dropped.
 ///
 /// ```
-/// assert!(proxy_relay::SEND_TIMEOUT * proxy_relay::SEND_ATTEMPTS < std::time::Duration::from_secs(16));
+/// assert_eq!(proxy_relay::SEND_ATTEMPTS, 3);
 /// ```
 pub const SEND_ATTEMPTS: u32 = 3;
 
@@ -302,7 +369,6 @@ impl TwilioSender {
             auth_token: auth_token.to_owned(),
             status_callback: None,
             timeout: SEND_TIMEOUT,
-            attempts: SEND_ATTEMPTS,
         })
     }
 
@@ -336,45 +402,37 @@ impl TwilioSender {
         self
     }
 
-    /// The per-attempt timeout and the number of attempts (at least one).
+    /// The per-attempt timeout (default [`SEND_TIMEOUT`]).
     ///
     /// ```
     /// # use std::time::Duration;
     /// # let s = proxy_relay::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
-    /// let s = s.retries(Duration::from_secs(2), 2);
+    /// let s = s.timeout(Duration::from_secs(2));
     /// # let _ = s;
     /// # Ok::<(), proxy_relay::ConfigError>(())
     /// ```
     #[must_use]
-    pub fn retries(mut self, timeout: Duration, attempts: u32) -> Self {
+    pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
-        self.attempts = attempts.max(1);
         self
     }
+}
 
-    async fn attempt(&self, message: &Outgoing) -> Result<(u16, Vec<u8>), reqwest::Error> {
-        let mut form: Vec<(&str, &str)> = vec![
-            ("To", &message.to),
-            ("From", &message.from),
-            ("Body", &message.body),
-        ];
-        if let Some(cb) = &self.status_callback {
-            form.push(("StatusCallback", cb));
+/// What a failed request says about whether it reached the provider.
+fn uncertainty(e: &reqwest::Error) -> SendError {
+    if e.is_connect() {
+        SendError::NotSent {
+            reason: e.to_string(),
         }
-        let body = proxy_optout_twilio::Form::from_pairs(form).encode();
-        let response = self
-            .client
-            .post(&self.url)
-            .basic_auth(&self.user, Some(&self.auth_token))
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("I-Twilio-Idempotency-Token", &message.idempotency_key)
-            .timeout(self.timeout)
-            .body(body)
-            .send()
-            .await?;
-        let status = response.status().as_u16();
-        let bytes = response.bytes().await?;
-        Ok((status, bytes.to_vec()))
+    } else {
+        // A timeout, a reset, a body cut short: all after the request may have been written.
+        SendError::Unknown {
+            reason: if e.is_timeout() {
+                "no answer within the timeout".into()
+            } else {
+                e.to_string()
+            },
+        }
     }
 }
 
@@ -383,58 +441,107 @@ struct Created {
     sid: Option<String>,
 }
 
+#[derive(serde::Deserialize)]
+struct Page {
+    #[serde(default)]
+    messages: Vec<Listed>,
+}
+
+#[derive(serde::Deserialize)]
+struct Listed {
+    sid: String,
+    #[serde(default)]
+    body: Option<String>,
+    #[serde(default)]
+    date_created: Option<String>,
+}
+
 impl Sender for TwilioSender {
-    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a> {
+    fn send<'a>(&'a self, message: &'a Outgoing) -> SendFuture<'a, Sent> {
         Box::pin(async move {
-            let mut last = SendError::Transport {
-                reason: "not attempted".into(),
-                attempts: 0,
-            };
-            for attempt in 1..=self.attempts {
-                if attempt > 1 {
-                    // 100 ms, 200 ms, 400 ms…: a brief outage passes, a long one becomes a 503.
-                    tokio::time::sleep(Duration::from_millis(100 << (attempt - 2).min(5))).await;
-                }
-                match self.attempt(message).await {
-                    Ok((status, body)) if (200..300).contains(&status) => {
-                        let sid = serde_json::from_slice::<Created>(&body)
-                            .ok()
-                            .and_then(|c| c.sid);
-                        return Ok(Sent::Accepted { sid });
-                    }
-                    Ok((status, body)) if (400..500).contains(&status) => {
-                        return match RestError::parse(&body) {
-                            Some(e) if status == 400 => Ok(Sent::Refused { code: e.code }),
-                            _ => Err(SendError::Status {
-                                status,
-                                attempts: attempt,
-                            }),
-                        };
-                    }
-                    Ok((status, _)) => {
-                        tracing::warn!(status, attempt, "send failed; retrying if attempts remain");
-                        last = SendError::Status {
-                            status,
-                            attempts: attempt,
-                        };
-                    }
-                    Err(e) if e.is_timeout() => {
-                        tracing::warn!(attempt, "send timed out; retrying if attempts remain");
-                        last = SendError::Timeout {
-                            timeout: self.timeout,
-                            attempts: attempt,
-                        };
-                    }
-                    Err(e) => {
-                        tracing::warn!(attempt, error = %e, "send failed; retrying if attempts remain");
-                        last = SendError::Transport {
-                            reason: e.to_string(),
-                            attempts: attempt,
-                        };
-                    }
-                }
+            let mut form: Vec<(&str, &str)> = vec![
+                ("To", &message.to),
+                ("From", &message.from),
+                ("Body", &message.body),
+            ];
+            if let Some(cb) = &self.status_callback {
+                form.push(("StatusCallback", cb));
             }
-            Err(last)
+            let body = proxy_optout_twilio::Form::from_pairs(form).encode();
+            let response = self
+                .client
+                .post(&self.url)
+                .basic_auth(&self.user, Some(&self.auth_token))
+                .header("content-type", "application/x-www-form-urlencoded")
+                .timeout(self.timeout)
+                .body(body)
+                .send()
+                .await
+                .map_err(|e| uncertainty(&e))?;
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.map_err(|e| uncertainty(&e))?;
+            match status {
+                200..=299 => Ok(Sent::Accepted {
+                    sid: serde_json::from_slice::<Created>(&bytes)
+                        .ok()
+                        .and_then(|c| c.sid),
+                }),
+                400 => match RestError::parse(&bytes) {
+                    Some(e) => Ok(Sent::Refused { code: e.code }),
+                    None => Err(SendError::Rejected { status }),
+                },
+                401..=499 => Err(SendError::Rejected { status }),
+                _ => Err(SendError::Unknown {
+                    reason: format!("the provider answered {status}"),
+                }),
+            }
+        })
+    }
+
+    /// Lists the messages from `message.from` to `message.to` (newest first, one page of 50)
+    /// and finds one with the same text created at or after `since`. Twilio's list is
+    /// eventually consistent; the server waits a moment after an unknown outcome before it
+    /// asks (see the crate README's "Sends").
+    fn lookup<'a>(
+        &'a self,
+        message: &'a Outgoing,
+        since: SystemTime,
+    ) -> SendFuture<'a, Option<String>> {
+        Box::pin(async move {
+            let response = self
+                .client
+                .get(&self.url)
+                .basic_auth(&self.user, Some(&self.auth_token))
+                .query(&[
+                    ("To", message.to.as_str()),
+                    ("From", message.from.as_str()),
+                    ("PageSize", "50"),
+                ])
+                .timeout(self.timeout)
+                .send()
+                .await
+                .map_err(|e| uncertainty(&e))?;
+            let status = response.status().as_u16();
+            let bytes = response.bytes().await.map_err(|e| uncertainty(&e))?;
+            if !(200..300).contains(&status) {
+                return Err(SendError::Unknown {
+                    reason: format!("listing messages answered {status}"),
+                });
+            }
+            let page: Page = serde_json::from_slice(&bytes).map_err(|e| SendError::Unknown {
+                reason: format!("listing messages: {e}"),
+            })?;
+            Ok(page
+                .messages
+                .into_iter()
+                .find(|m| {
+                    m.body.as_deref() == Some(message.body.as_str())
+                        && m.date_created
+                            .as_deref()
+                            .and_then(crate::rfc2822::parse)
+                            .is_some_and(|t| t >= since)
+                })
+                .map(|m| m.sid))
         })
     }
 
@@ -472,7 +579,7 @@ pub fn sender_for(
             account_sid,
             api_key,
             timeout,
-            attempts,
+            ..
         } => {
             let mut sender = TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])?;
             if let Some((key, secret)) = api_key {
@@ -481,7 +588,7 @@ pub fn sender_for(
             std::sync::Arc::new(
                 sender
                     .status_callback(format!("{public_url}{}", crate::STATUS_CALLBACK_PATH))
-                    .retries(*timeout, *attempts),
+                    .timeout(*timeout),
             )
         }
     })

@@ -7,10 +7,13 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::backend::{Db, DbError};
 use crate::config::Config;
+use crate::journal::Journal;
+use crate::pipeline::{self, Delivery, Failure};
 use crate::sender::{sender_for, Sender};
 
 /// Why the server did not start.
@@ -28,6 +31,9 @@ pub enum StartError {
     /// The database could not be opened or migrated.
     #[error("--database: {0}")]
     Database(#[from] DbError),
+    /// The journal could not be opened.
+    #[error("--journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
     /// The address could not be bound.
     #[error("--listen: cannot listen on {addr}: {source}")]
     Bind {
@@ -59,6 +65,8 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
     purging: JoinHandle<()>,
+    replaying: JoinHandle<()>,
+    stop_replaying: CancellationToken,
     grace: Duration,
 }
 
@@ -112,7 +120,14 @@ impl Server {
             None => sender_for(config, &public_url)?,
         };
         let db = Db::open(&config.database, config.pg_pool_size).await?;
-        let app = Arc::new(App::new(config, db, sender, public_url));
+        let journal = match Journal::open(&config.journal) {
+            Ok(j) => j,
+            Err(e) => {
+                db.close().await;
+                return Err(e.into());
+            }
+        };
+        let app = Arc::new(App::new(config, db, journal, sender, public_url));
         let (tx, rx) = oneshot::channel::<()>();
         let router = crate::http::router(app.clone());
         let drain = app.clone();
@@ -135,13 +150,23 @@ impl Server {
                 }
             }
         });
-        tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), sender = app.sender().name(), mode = ?config.mode, "serving");
+        let stop_replaying = CancellationToken::new();
+        let replaying = tokio::spawn(replay(app.clone(), stop_replaying.clone()));
+        tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), journal = %app.journal().path().display(), journaled = app.journal_depth(), sender = app.sender().name(), mode = ?config.mode, "serving");
+        let (inbound, status) = webhook_urls(app.public_url());
+        tracing::info!(
+            a_message_comes_in = %inbound,
+            status_callback = %status,
+            "configure the Twilio number's messaging webhook (HTTP POST) with this URL"
+        );
         Ok(Server {
             addr,
             app,
             shutdown: Some(tx),
             serving,
             purging,
+            replaying,
+            stop_replaying,
             grace: config.shutdown_grace,
         })
     }
@@ -253,6 +278,16 @@ impl Server {
             .is_ok();
         self.purging.abort();
         let _ = (&mut self.purging).await;
+        // The replay finishes the entry it is handling (within the deadline); the rest stay in
+        // the journal for the next start.
+        self.stop_replaying.cancel();
+        if tokio::time::timeout_at(deadline, &mut self.replaying)
+            .await
+            .is_err()
+        {
+            self.replaying.abort();
+            let _ = (&mut self.replaying).await;
+        }
         self.app.db().close().await;
         match (served, finished) {
             (Err(e), _) => Err(e),
@@ -262,5 +297,95 @@ impl Server {
             )),
             (Ok(()), true) => Ok(()),
         }
+    }
+}
+
+/// The URLs to give Twilio, with connection overrides in the fragment (Twilio does not sign
+/// it, and strips it before the request). The server answers 2xx to every authenticated
+/// webhook (what it cannot handle now it journals), so a retry is needed only when the
+/// connection fails or the journal cannot be written (5xx): `rc=2&rp=ct,rt,5xx` asks Twilio
+/// for two such retries, `tt=14000` keeps every attempt inside its 15-second budget.
+///
+/// ```
+/// let (inbound, status) = proxy_relay::webhook_urls("https://relay.example.com");
+/// assert_eq!(inbound, "https://relay.example.com/twilio/sms#rc=2&rp=ct,rt,5xx&tt=14000");
+/// assert_eq!(status, "https://relay.example.com/twilio/status");
+/// ```
+#[must_use]
+pub fn webhook_urls(public_url: &str) -> (String, String) {
+    (
+        format!(
+            "{public_url}{}#rc=2&rp=ct,rt,5xx&tt=14000",
+            crate::WEBHOOK_PATH
+        ),
+        format!("{public_url}{}", crate::STATUS_CALLBACK_PATH),
+    )
+}
+
+/// Handles the journal in arrival order: the oldest entry until it is done (or can never
+/// be), backing off while the database or the provider is still out.
+async fn replay(app: Arc<App>, stop: CancellationToken) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = app.journal().wait() => {}
+        }
+        let entry = match app.journal().oldest().await {
+            Ok(Some(e)) => e,
+            Ok(None) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the journal");
+                if wait(&stop, Duration::from_secs(1)).await {
+                    return;
+                }
+                continue;
+            }
+        };
+        let delivery = Delivery::Replay {
+            received_at: entry.received_at,
+            maybe_sent: entry.maybe_sent,
+        };
+        let sid = entry.message.id().to_owned();
+        let done = match pipeline::handle(&app, entry.message, delivery).await {
+            Ok(_) => {
+                app.metrics().journal("replayed");
+                true
+            }
+            Err(Failure::Never(error)) => {
+                app.metrics().journal("dropped");
+                tracing::error!(message_sid = sid, error = ?error, "a journaled message can never be handled; dropping it");
+                true
+            }
+            Err(Failure::Later { maybe_sent, cause }) => {
+                tracing::warn!(message_sid = sid, cause = %cause, retry_in = ?backoff, "a journaled message cannot be handled yet");
+                if maybe_sent && !entry.maybe_sent {
+                    if let Err(e) = app.journal().mark_maybe_sent(entry.seq).await {
+                        tracing::error!(error = %e, "cannot update the journal");
+                    }
+                }
+                false
+            }
+        };
+        if done {
+            backoff = Duration::from_millis(100);
+            if let Err(e) = app.journal().remove(entry.seq).await {
+                tracing::error!(error = %e, "cannot update the journal");
+            }
+        } else {
+            let pause = backoff;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+            if wait(&stop, pause).await {
+                return;
+            }
+        }
+    }
+}
+
+/// Sleeps for `pause`; true if stopped meanwhile.
+async fn wait(stop: &CancellationToken, pause: Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => true,
+        () = tokio::time::sleep(pause) => false,
     }
 }

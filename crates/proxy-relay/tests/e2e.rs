@@ -24,8 +24,10 @@ on_each_database!(
     admin_calls_without_the_right_token_get_401_and_change_nothing,
     the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields,
     oversized_and_mistyped_webhooks_are_refused_in_the_servers_words,
-    a_store_outage_answers_503_and_confirms_and_forwards_nothing,
-    sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_they_run_out,
+    a_store_outage_journals_and_confirms_and_forwards_nothing_until_it_is_back,
+    sends_whose_fate_is_unknown_are_looked_up_and_journaled_when_they_run_out,
+    every_forward_and_reply_is_created_once_under_provider_faults,
+    a_full_sqlite_disk_journals_confirms_nothing_and_is_not_ready,
     health_readiness_and_metrics_answer_without_a_token,
     a_concurrent_redelivery_waits_for_the_first,
     a_small_bounded_load_run_answers_everything_and_keeps_the_last_stop_or_start,
@@ -79,9 +81,6 @@ async fn conversation(db: &TestDb) {
     assert_eq!(
         sent[0].status_callback.as_deref(),
         Some(format!("{}{STATUS_CALLBACK_PATH}", server.url()).as_str())
-    );
-    assert!(
-        sent[0].idempotency_key.starts_with("SM") && sent[0].idempotency_key.ends_with("-forward")
     );
 
     // STOP: not forwarded, confirmed in TwiML, recorded for (driver's proxy, driver).
@@ -564,7 +563,26 @@ async fn oversized_and_mistyped_webhooks_are_refused_in_the_servers_words(db: &T
     server.shutdown().await.unwrap();
 }
 
-async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing(db: &TestDb) {
+/// Waits until the journal is empty again (the replay backs off up to 5 s between tries).
+async fn journal_drained(server: &Server) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while server.app().journal_depth() > 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the journal did not drain"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+async fn readiness(server: &Server) -> (u16, String) {
+    let r = reqwest::get(format!("{}/readyz", server.url()))
+        .await
+        .unwrap();
+    (r.status().as_u16(), r.text().await.unwrap())
+}
+
+async fn a_store_outage_journals_and_confirms_and_forwards_nothing_until_it_is_back(db: &TestDb) {
     let fake = FakeTwilio::start().await;
     let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
@@ -577,74 +595,182 @@ async fn a_store_outage_answers_503_and_confirms_and_forwards_nothing(db: &TestD
     db.execute("ALTER TABLE opt_out_ledger RENAME TO ledger_away")
         .await
         .unwrap();
+    // Both are answered 200 (Twilio does not retry a 5xx): journaled, nothing confirmed.
     let stop = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
     let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
-    assert_eq!(a.status, 503);
-    assert!(a.reply().is_none(), "no confirmation: {}", a.body);
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
     let msg = c.message_form(&c.next_sid(), RIDER, &rp, "hello");
-    assert_eq!(
-        c.post_form(WEBHOOK_PATH, &msg, None).await.unwrap().status,
-        503
+    let a = c.post_form(WEBHOOK_PATH, &msg, None).await.unwrap();
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
+    assert_eq!(server.app().journal_depth(), 2);
+    let (status, text) = readiness(&server).await;
+    assert_eq!(status, 503);
+    assert!(
+        text.contains("2 journaled") || text.contains("2 messages journaled"),
+        "{text}"
     );
     assert!(
         fake.sent().is_empty(),
         "nothing forwarded while the recipient's state is unknown"
     );
-    // SQLite's decision fails at the ledger read or write; PostgreSQL's one statement fails
-    // as a whole: either way two store errors, counted by the step that failed.
     let metrics = server.app().metrics().render();
-    let errors: u64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("proxy_relay_store_errors_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
-        .sum();
-    assert_eq!(errors, 2, "{metrics}");
-    // The store comes back; Twilio's retries are handled in full (the claims were released).
+    assert!(
+        metrics.contains("proxy_relay_journal_events_total{event=\"journaled_database\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("proxy_relay_journal_events_total{event=\"journaled_behind\"} 1"),
+        "{metrics}"
+    );
+    // The store comes back: the journal is handled in arrival order. The STOP is recorded
+    // and confirmed through the REST API (its webhook was answered long ago), then the
+    // rider's message is refused: the driver opted out first.
     db.execute("ALTER TABLE ledger_away RENAME TO opt_out_ledger")
         .await
         .unwrap();
-    let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
-    assert!(a.status == 200 && a.reply().is_some());
+    journal_drained(&server).await;
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 1, "{sent:?}");
     assert_eq!(
-        c.post_form(WEBHOOK_PATH, &msg, None).await.unwrap().status,
-        200
+        (sent[0].from.as_str(), sent[0].to.as_str()),
+        (dp.as_str(), DRIVER)
     );
+    assert!(sent[0].body.contains("unsubscribed"));
     assert_eq!(server.app().metrics().refusals("ledger"), 1);
+    assert_eq!(server.app().metrics().journal_events("replayed"), 2);
+    assert_eq!(readiness(&server).await.0, 200);
+    // Twilio's redelivery of either changes nothing.
+    assert_eq!(
+        c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap().body,
+        EMPTY
+    );
+    assert_eq!(fake.sent().len(), 1);
     server.shutdown().await.unwrap();
 }
 
-async fn sends_retry_server_errors_with_one_idempotency_key_and_answer_503_when_they_run_out(
-    db: &TestDb,
-) {
+async fn sends_whose_fate_is_unknown_are_looked_up_and_journaled_when_they_run_out(db: &TestDb) {
     let fake = FakeTwilio::start().await;
     let (server, c) = server_on(db, &fake).await;
     let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
-    let rp = s.participants[0].proxy_identifier.clone();
+    let (rp, dp) = (
+        s.participants[0].proxy_identifier.clone(),
+        s.participants[1].proxy_identifier.clone(),
+    );
+    // Two 500s, then the create goes through: asked about before each new try, sent once.
     fake.fail_next(2);
     let a = c.message(RIDER, &rp, "first").await.unwrap();
     assert_eq!(a.status, 200);
     assert_eq!((fake.calls(), fake.sent().len()), (3, 1));
+    assert!(
+        fake.state.lock().unwrap().lookups >= 2,
+        "a 5xx is looked up before sending again"
+    );
 
-    fake.fail_next(100);
+    // The provider is down for good: every attempt fails, the message is journaled (200),
+    // and sent once when the provider is back.
+    fake.fail_next(1_000);
     let form = c.message_form(&c.next_sid(), RIDER, &rp, "second");
     let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
-    assert_eq!(a.status, 503);
-    assert_eq!(fake.calls(), 6, "three attempts, then give up");
+    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
     assert_eq!(fake.sent().len(), 1);
+    assert!(server.app().journal_depth() >= 1);
     fake.fail_next(0);
-    let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
-    assert_eq!(a.status, 200);
-    let sent = fake.sent();
-    assert_eq!(sent.len(), 2);
-    assert_eq!(
-        sent[1].idempotency_key,
-        format!("{}-forward", form.get("MessageSid").unwrap())
-    );
+    journal_drained(&server).await;
+    assert_eq!(fake.creates_of(&dp, DRIVER, "second"), 1);
+    assert_eq!(fake.sent().len(), 2);
     assert!(server
         .app()
         .metrics()
         .render()
-        .contains("proxy_relay_send_errors_total{sender=\"twilio\"} 1"));
+        .contains("proxy_relay_send_errors_total{sender=\"twilio\"}"));
+    server.shutdown().await.unwrap();
+}
+
+async fn every_forward_and_reply_is_created_once_under_provider_faults(db: &TestDb) {
+    use common::Fault;
+    let fake = FakeTwilio::start().await;
+    // A short client timeout, so an accepted-then-silent create is given up on quickly.
+    let server = start_with_twilio(&db.url(), &fake, &["--send-timeout-ms", "300"]).await;
+    let c = client(&server);
+    let mut pairs = Vec::new();
+    for k in 0..4 {
+        let (r, d) = (format!("+155510000{k}"), format!("+155520000{k}"));
+        let s = c.create_session(&format!("f{k}"), &r, &d).await.unwrap();
+        pairs.push((
+            (r, s.participants[0].proxy_identifier.clone()),
+            (d, s.participants[1].proxy_identifier.clone()),
+        ));
+    }
+    // Faults in a fixed pattern: one create in three meets one of them.
+    let pattern = [
+        Fault::AcceptThenTimeout,
+        Fault::ResetAfterAccept,
+        Fault::FailBefore,
+    ];
+    let mut expected = Vec::new();
+    for i in 0..210usize {
+        let ((r, rp), (d, dp)) = &pairs[i % pairs.len()];
+        if i % 3 == 0 {
+            fake.faults([pattern[(i / 3) % 3]]);
+        }
+        let body = format!("message {i}");
+        let a = c.message(r, rp, &body).await.unwrap();
+        assert_eq!(a.status, 200, "{i}");
+        expected.push((dp.clone(), d.clone(), body));
+    }
+    journal_drained(&server).await;
+    for (from, to, body) in &expected {
+        assert_eq!(fake.creates_of(from, to, body), 1, "{body}");
+    }
+    assert_eq!(fake.sent().len(), expected.len());
+    // 70 faults: 24 accepted-then-silent and 23 accepted-then-reset were found by the lookup
+    // (not sent again); the 23 refused before accepting were looked up, not found, and sent.
+    assert_eq!(server.app().metrics().sends_found(), 47);
+    server.shutdown().await.unwrap();
+}
+
+async fn a_full_sqlite_disk_journals_confirms_nothing_and_is_not_ready(db: &TestDb) {
+    if !db.is_sqlite() {
+        return; // PostgreSQL's disk is the database server's; SQLite's is ours.
+    }
+    let fake = FakeTwilio::start().await;
+    let (server, c) = server_on(db, &fake).await;
+    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
+    let dp = s.participants[1].proxy_identifier.clone();
+    // The file may not grow: every new row fails with SQLITE_FULL, as on a full disk.
+    let db = server.app().db().clone();
+    let pages = db.scalar("PRAGMA page_count").await.unwrap();
+    db.execute(&format!("PRAGMA max_page_count = {pages}"))
+        .await
+        .unwrap();
+    let mut stops = Vec::new();
+    for _ in 0..40 {
+        let form = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
+        let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
+        if a.body != EMPTY {
+            // Written before the file was full: confirmed, and so stored.
+            assert!(a.reply().is_some());
+            continue;
+        }
+        stops.push(form);
+    }
+    assert!(!stops.is_empty(), "the file filled up");
+    assert_eq!(
+        fake.sent().len(),
+        0,
+        "no confirmation of an opt-out that was not stored"
+    );
+    let (status, text) = readiness(&server).await;
+    assert_eq!(status, 503, "{text}");
+    // Room again: the journal is handled, each STOP confirmed once.
+    db.execute("PRAGMA max_page_count = 1073741823")
+        .await
+        .unwrap();
+    journal_drained(&server).await;
+    assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
+    assert_eq!(fake.sent().len(), stops.len());
+    assert_eq!(readiness(&server).await.0, 200);
     server.shutdown().await.unwrap();
 }
 
@@ -701,12 +827,18 @@ async fn a_concurrent_redelivery_waits_for_the_first(db: &TestDb) {
         async move { c.post_form(WEBHOOK_PATH, &form, None).await }
     });
     fake.wait_arrived(1).await;
+    // Answered (a 5xx would not be retried): journaled behind the first.
     let b = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
-    assert_eq!(b.status, 503, "in progress elsewhere: retry later");
-    assert_eq!(b.body, "this message is being handled; retry\n");
+    assert_eq!((b.status, b.body.as_str()), (200, EMPTY));
+    assert_eq!(server.app().metrics().journal_events("journaled_busy"), 1);
     fake.release();
     assert_eq!(first.await.unwrap().unwrap().status, 200);
-    assert_eq!(fake.sent().len(), 1);
+    journal_drained(&server).await;
+    assert_eq!(
+        fake.sent().len(),
+        1,
+        "the duplicate found the first's answer"
+    );
     server.shutdown().await.unwrap();
 }
 
@@ -800,12 +932,15 @@ async fn sends_can_authenticate_with_an_api_key(db: &TestDb) {
     assert_eq!(fake.sent().len(), 1);
     good.shutdown().await.unwrap();
 
-    // A wrong secret: Twilio answers 401, the forward reaches no verdict, the webhook 503.
+    // A wrong secret: Twilio answers 401, which sending again cannot fix: answered, counted,
+    // not sent, not journaled.
     let wrong = ["--twilio-api-key", API_KEY, "--twilio-api-secret", "wrong"];
     let bad = start_with_twilio(&db.url(), &fake, &wrong).await;
     let c = client(&bad);
-    assert_eq!(c.message(RIDER, &rp, "hi").await.unwrap().status, 503);
+    assert_eq!(c.message(RIDER, &rp, "hi").await.unwrap().status, 200);
     assert_eq!(fake.sent().len(), 1);
+    assert_eq!(bad.app().metrics().messages("send_refused"), 1);
+    assert_eq!(bad.app().journal_depth(), 0);
     bad.shutdown().await.unwrap();
 }
 
@@ -863,15 +998,20 @@ async fn a_webhook_whose_caller_hangs_up_is_still_finished_and_answered_on_retry
     assert!(gave_up.await.unwrap_err().is_cancelled());
     fake.release();
     // The send begun is finished, and its answer stored: the retry gets it and sends nothing
-    // again. (Until the answer is stored, the retry is told to come back: 503.)
+    // again.
+    let answered = format!(
+        "SELECT count(*) FROM processed_messages WHERE message_id = '{}' AND answer IS NOT NULL",
+        form.get("MessageSid").unwrap()
+    );
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    let again = loop {
-        let a = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
-        if a.status != 503 || std::time::Instant::now() > deadline {
-            break a;
-        }
+    while server.app().db().scalar(&answered).await.unwrap() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the answer was stored"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
-    };
+    }
+    let again = c.post_form(WEBHOOK_PATH, &form, None).await.unwrap();
     assert_eq!((again.status, again.body.as_str()), (200, EMPTY));
     assert_eq!(fake.sent().len(), 1, "the send begun was finished, once");
     assert_eq!(server.app().metrics().messages("replayed"), 1);

@@ -225,7 +225,17 @@ async fn two_processes_share_one_postgres_database() {
     let args = twilio_args(&fake);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     // Both start (and migrate) at once.
-    let (a, b) = tokio::join!(Proc::spawn(&url, &args), Proc::spawn(&url, &args));
+    // Each instance keeps its own journal.
+    let dir = tempfile::tempdir().unwrap();
+    let (ja, jb) = (
+        dir.path().join("a.journal.db"),
+        dir.path().join("b.journal.db"),
+    );
+    let mut args_a = args.clone();
+    args_a.extend(["--journal", ja.to_str().unwrap()]);
+    let mut args_b = args.clone();
+    args_b.extend(["--journal", jb.to_str().unwrap()]);
+    let (a, b) = tokio::join!(Proc::spawn(&url, &args_a), Proc::spawn(&url, &args_b));
     let (ca, cb) = (a.client(), b.client());
 
     // A STOP through A makes B refuse the next message to that driver with 21610.
@@ -345,7 +355,7 @@ fn a_bad_configuration_fails_at_start_with_one_line_naming_the_setting() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("r.db");
     let db = db.to_str().unwrap();
-    let cases: [(&[&str], &str); 9] = [
+    let cases: [(&[&str], &str); 10] = [
         (&["--listen", "nowhere"], "--listen: "),
         (&["--listen", "no-such-host.invalid:8080"], "--listen: "),
         (
@@ -367,6 +377,7 @@ fn a_bad_configuration_fails_at_start_with_one_line_naming_the_setting() {
             "--twilio-account-sid: ",
         ),
         (&["--database", "/nonexistent-dir/sub/r.db"], "--database: "),
+        (&["--journal", "/nonexistent-dir/j.db"], "--journal: "),
     ];
     for (args, prefix) in cases {
         // Good settings through the environment; the flag under test overrides one.

@@ -137,7 +137,7 @@ fn main() {
     }
     let mut verdicts = Vec::new();
     for (name, database) in targets {
-        let config = config(&database);
+        let config = config(&database, &dir.path().join(format!("{name}.journal.db")));
         let server = servers
             .block_on(Server::start(
                 &config,
@@ -202,7 +202,7 @@ fn pairs(n: usize) -> Pairs {
     }
 }
 
-fn config(database: &str) -> Config {
+fn config(database: &str, journal: &std::path::Path) -> Config {
     use clap::Parser;
     let cli = proxy_relay::Cli::parse_from([
         "proxy-relay",
@@ -210,6 +210,8 @@ fn config(database: &str) -> Config {
         "127.0.0.1:0",
         "--database",
         database,
+        "--journal",
+        journal.to_str().unwrap(),
         "--auth-token",
         AUTH,
         "--admin-token",

@@ -232,8 +232,13 @@ impl AdminError {
 /// What the database and the relay made of one delivery.
 #[derive(Debug)]
 pub(crate) enum Decided {
-    /// First delivery, decided (the ledger change, if any, is stored).
-    Outcome(Box<Outcome<'static>>),
+    /// Decided (the ledger change, if any, is stored, and so is the claim: it marks that
+    /// sends may follow). `resumed`: the claim was taken over from a handler that crashed or
+    /// hung, so what it sent may have gone out.
+    Outcome {
+        outcome: Box<Outcome<'static>>,
+        resumed: bool,
+    },
     /// Answered before: give this again and perform nothing.
     Replay(String),
     /// Being handled by another request now.
@@ -259,7 +264,9 @@ pub(crate) enum DecideError {
 pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// Claims the message id, finds the route of (`from`, `to`), and runs the relay's steps,
     /// reading and storing the ledger as they ask: one job on the database (one thread hop on
-    /// SQLite, one round trip on PostgreSQL for an ordinary message).
+    /// SQLite, one round trip on PostgreSQL for an ordinary message). The claim and the
+    /// ledger change are durable when this returns: the claim is the record that sends may
+    /// follow, so a crash after it is recovered by asking the provider, not by sending blind.
     fn decide(
         &self,
         core: Arc<RelayCore>,

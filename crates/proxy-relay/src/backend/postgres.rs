@@ -26,7 +26,7 @@ use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, Sessi
 /// The decision's one statement. Versioned in its name: instances of two builds on one
 /// database during a rolling upgrade each call their own.
 const BEGIN_FUNCTION: &str = "
-CREATE OR REPLACE FUNCTION proxy_relay_begin_v1(
+CREATE OR REPLACE FUNCTION proxy_relay_begin_v2(
     p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
     p_scope TEXT, p_write_state TEXT)
 RETURNS TABLE (claim TEXT, answer TEXT, session_sid TEXT, other TEXT, other_proxy TEXT,
@@ -35,19 +35,13 @@ LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
     claim := 'new';
-    IF p_write_state IS NULL THEN
-        -- Only processed-message bookkeeping is written: commit it without waiting for the
-        -- disk, as SQLite keeps claims in memory and answers unsynced. A ledger change keeps
-        -- the server's synchronous commit.
-        PERFORM set_config('synchronous_commit', 'off', true);
-    END IF;
     IF p_message_id IS NOT NULL THEN
-        SELECT CASE WHEN c.claimed THEN 'new' WHEN c.answer IS NULL THEN 'in_progress'
-                    ELSE 'answered' END,
+        SELECT CASE WHEN c.resumed THEN 'resumed' WHEN c.claimed THEN 'new'
+                    WHEN c.answer IS NULL THEN 'in_progress' ELSE 'answered' END,
                c.answer
           INTO claim, answer
           FROM proxy_optout_claim(p_message_id, p_stale_secs) AS c;
-        IF claim <> 'new' THEN
+        IF claim NOT IN ('new', 'resumed') THEN
             RETURN NEXT;
             RETURN;
         END IF;
@@ -74,7 +68,7 @@ $$;
 
 const BEGIN: &str =
     "SELECT claim, answer, session_sid, other, other_proxy, sender_state, recipient_state
-     FROM proxy_relay_begin_v1($1, $2, $3, $4, $5, $6)";
+     FROM proxy_relay_begin_v2($1, $2, $3, $4, $5, $6)";
 
 #[derive(Debug)]
 pub(super) struct PgBackend {
@@ -161,7 +155,8 @@ impl PgBackend {
             "in_progress" => return Ok(Decided::InProgress),
             _ => {}
         }
-        let decided = self.steps(core, m, &row, predicted).await;
+        let resumed = claim == "resumed";
+        let decided = self.steps(core, m, &row, predicted, resumed).await;
         if let (Err(_), Some(id)) = (&decided, &m.sid) {
             if let Err(e) = self.pg.release(id).await {
                 tracing::error!(error = %e, message_sid = %id, "could not release the claim; a retry waits for it to go stale");
@@ -193,6 +188,7 @@ impl PgBackend {
         m: &Message,
         row: &Row,
         predicted: Option<OptState>,
+        resumed: bool,
     ) -> Result<Decided, DecideError> {
         let session: Option<String> = row.get(2);
         let route_row = session
@@ -246,7 +242,10 @@ impl PgBackend {
                 "a ledger change was stored that the relay did not ask for"
             );
         }
-        Ok(Decided::Outcome(Box::new(outcome.into_owned())))
+        Ok(Decided::Outcome {
+            outcome: Box::new(outcome.into_owned()),
+            resumed,
+        })
     }
 }
 

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use proxy_optout::{
     Answer, Feedback, FeedbackError, LedgerKey, OptOutStore, OptState, RelayCore, Step,
 };
-use proxy_optout_sqlite::{Claim, Claims, Durability, Options, SqliteStore};
+use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::worker::DbWorker;
@@ -31,18 +31,25 @@ pub(super) struct SqliteBackend {
 fn open_store(path: &Path) -> Result<SqliteStore, DbError> {
     // Exclusive: this process is the file's only user (SQLite is the single-host setup), so
     // no transaction pays for file locks, and a second server on the same file fails at start
-    // instead of sharing it unsafely. That is also what lets claims in progress live in
-    // memory. Ledger and session writes are synced; a stored answer is not (a power cut can
-    // lose it: the retry is then handled again, and the ledger writes it caused were synced).
+    // instead of sharing it unsafely. Commits are not synced one by one: the database thread
+    // group-commits every durable call (claims, ledger and session writes) before answering
+    // it. A stored answer is not a durable call: a power cut can lose it, and the retry then
+    // finds the claim unanswered and asks the provider before sending anything again.
     let store = SqliteStore::open_with(
         path,
         Options::default()
-            .durability(Durability::Full)
-            .answer_durability(Durability::Normal)
+            .durability(Durability::Normal)
             .exclusive(true)
-            .claims(Claims::Memory)
             .busy_timeout(std::time::Duration::ZERO),
     )?;
+    // Nobody else can hold the file: an unanswered claim belongs to a process that died.
+    let abandoned = store.abandon_claims()?;
+    if abandoned > 0 {
+        tracing::warn!(
+            abandoned,
+            "claims left unanswered by a previous run; their redeliveries ask the provider before sending"
+        );
+    }
     let found = store.with_connection(|c| {
         let tx = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
         tx.execute_batch(SESSION_SCHEMA)?;
@@ -93,6 +100,7 @@ fn route(store: &SqliteStore, from: &str, to: &str) -> Result<Option<RouteRow>, 
 
 /// The whole decision, on the database thread.
 fn decide(store: &SqliteStore, core: &RelayCore, m: &Message) -> Result<Decided, DecideError> {
+    let mut resumed = false;
     if let Some(id) = &m.sid {
         match store
             .claim(id)
@@ -100,13 +108,16 @@ fn decide(store: &SqliteStore, core: &RelayCore, m: &Message) -> Result<Decided,
         {
             Claim::Answered(answer) => return Ok(Decided::Replay(answer)),
             Claim::InProgress => return Ok(Decided::InProgress),
+            Claim::TakenOver => resumed = true,
             _ => {}
         }
     }
-    let decided = decide_claimed(store, core, m);
+    let decided = decide_claimed(store, core, m, resumed);
     if let (Err(_), Some(id)) = (&decided, &m.sid) {
-        // Claims live in memory: giving one back cannot fail.
-        let _ = store.release(id);
+        // Nothing was sent for it: give the claim back, so the retry is handled in full.
+        if let Err(e) = store.release(id) {
+            tracing::error!(error = %e, message_sid = %id, "could not release the claim; its retry waits for it to go stale");
+        }
     }
     decided
 }
@@ -115,6 +126,7 @@ fn decide_claimed(
     store: &SqliteStore,
     core: &RelayCore,
     m: &Message,
+    resumed: bool,
 ) -> Result<Decided, DecideError> {
     let row = route(store, &m.from, &m.to).map_err(DecideError::Unavailable)?;
     let route = route_of(row.as_ref())?;
@@ -135,7 +147,10 @@ fn decide_claimed(
     let outcome = steps
         .finish()
         .map_err(|e| DecideError::Ledger(Box::new(e)))?;
-    Ok(Decided::Outcome(Box::new(outcome.into_owned())))
+    Ok(Decided::Outcome {
+        outcome: Box::new(outcome.into_owned()),
+        resumed,
+    })
 }
 
 fn used_proxies(tx: &Connection, identifier: &str) -> rusqlite::Result<Vec<String>> {
@@ -288,11 +303,17 @@ impl Backend for SqliteBackend {
         Box::pin(async move {
             // The whole decision in one trip to the database thread: four trips (claim,
             // route, read, write) cost more in thread hand-offs than the queries themselves.
-            match self
-                .worker
-                .run(move |store| Ok(decide(store, &core, &message)))
-                .await
-            {
+            let sid = message.sid.clone();
+            let decided = self.worker.run_durable(
+                move |store| Ok(decide(store, &core, &message)),
+                move |store| {
+                    // Not on disk: give the claim back so the retry is handled in full.
+                    if let Some(id) = sid {
+                        let _ = store.release(&id);
+                    }
+                },
+            );
+            match decided.await {
                 Ok(decided) => decided,
                 Err(e) => Err(DecideError::Unavailable(e)),
             }
@@ -334,18 +355,21 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'_, Result<(), FeedbackError<DbError>>> {
         Box::pin(async move {
             let (f, t) = (from.clone(), to.clone());
-            let run = self.worker.run(move |store| {
-                let feedback = Feedback::Refused { from: &f, to: &t };
-                Ok(match core.feedback(&feedback) {
-                    Ok(out) => {
-                        let recorded = out
-                            .ledger()
-                            .map(|c| store.record(c.key(), c.state()).map_err(DbError::from));
-                        out.settle(recorded).map(|_| ())
-                    }
-                    Err(e) => Err(FeedbackError::Input(e)),
-                })
-            });
+            let run = self.worker.run_durable(
+                move |store| {
+                    let feedback = Feedback::Refused { from: &f, to: &t };
+                    Ok(match core.feedback(&feedback) {
+                        Ok(out) => {
+                            let recorded = out
+                                .ledger()
+                                .map(|c| store.record(c.key(), c.state()).map_err(DbError::from));
+                            out.settle(recorded).map(|_| ())
+                        }
+                        Err(e) => Err(FeedbackError::Input(e)),
+                    })
+                },
+                |_| {},
+            );
             match run.await {
                 Ok(result) => result,
                 Err(source) => Err(FeedbackError::Record {
@@ -408,7 +432,10 @@ impl Backend for SqliteBackend {
     ) -> BoxFuture<'_, Result<Session, AdminError>> {
         Box::pin(async move {
             self.worker
-                .run(move |store| Ok(create(store, &sid, &request, &pool)))
+                .run_durable(
+                    move |store| Ok(create(store, &sid, &request, &pool)),
+                    |_| {},
+                )
                 .await?
         })
     }
@@ -426,7 +453,10 @@ impl Backend for SqliteBackend {
     }
 
     fn close_session(&self, sid: String) -> BoxFuture<'_, Result<Option<Session>, DbError>> {
-        Box::pin(self.worker.run(move |store| close(store, &sid)))
+        Box::pin(
+            self.worker
+                .run_durable(move |store| close(store, &sid), |_| {}),
+        )
     }
 
     fn close(&self) -> BoxFuture<'_, ()> {

@@ -15,9 +15,16 @@ use proxy_optout_sqlite::SqliteStore;
 use super::DbError;
 
 type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
+/// A durable call: runs, and returns what to do once the batch's sync is known.
+type Durable = Box<dyn FnOnce(&SqliteStore) -> Settle + Send>;
+type Settle = Box<dyn FnOnce(&SqliteStore, Result<(), DbError>) + Send>;
+
+/// The most durable calls one sync covers.
+const BATCH: usize = 128;
 
 enum Order {
     Run(Job),
+    Durable(Durable),
     /// Close the store, then say so.
     Stop(tokio::sync::oneshot::Sender<()>),
 }
@@ -56,19 +63,35 @@ impl DbWorker {
                         return;
                     }
                 };
-                for order in queue {
-                    match order {
-                        // A panicking call drops its answer channel (the caller gets an
-                        // error); the thread goes on serving the others.
-                        Order::Run(job) => {
-                            let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&store)));
+                let mut settle: Vec<Settle> = Vec::new();
+                while let Ok(first) = queue.recv() {
+                    let mut next = Some(first);
+                    while let Some(order) = next.take() {
+                        match order {
+                            // A panicking call drops its answer channel (the caller gets an
+                            // error); the thread goes on serving the others.
+                            Order::Run(job) => {
+                                let _ = std::panic::catch_unwind(AssertUnwindSafe(|| job(&store)));
+                            }
+                            Order::Durable(job) => {
+                                if let Ok(s) =
+                                    std::panic::catch_unwind(AssertUnwindSafe(|| job(&store)))
+                                {
+                                    settle.push(s);
+                                }
+                            }
+                            Order::Stop(done) => {
+                                finish(&store, &mut settle);
+                                drop(store);
+                                let _ = done.send(());
+                                return;
+                            }
                         }
-                        Order::Stop(done) => {
-                            drop(store);
-                            let _ = done.send(());
-                            return;
+                        if settle.len() < BATCH {
+                            next = queue.try_recv().ok();
                         }
                     }
+                    finish(&store, &mut settle);
                 }
             })
             .map_err(|e| DbError::Task(format!("cannot start the database thread: {e}")))?;
@@ -93,6 +116,35 @@ impl DbWorker {
             .map_err(|_| DbError::Task("a database call panicked".into()))?
     }
 
+    /// Runs `f` on the database thread as a durable call: its writes are synced (with every
+    /// other durable call of its batch) before `f`'s result is answered. If the sync fails,
+    /// `undo` runs on the thread (to give back a claim, say) and the caller gets the error.
+    pub(crate) async fn run_durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, DbError> + Send + 'static,
+        undo: impl FnOnce(&SqliteStore) + Send + 'static,
+    ) -> Result<T, DbError> {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        self.orders
+            .send(Order::Durable(Box::new(move |store| {
+                let result = f(store);
+                Box::new(move |store: &SqliteStore, synced: Result<(), DbError>| {
+                    let answer = match (result, synced) {
+                        (Ok(v), Ok(())) => Ok(v),
+                        (Err(e), _) => Err(e),
+                        (Ok(_), Err(e)) => {
+                            undo(store);
+                            Err(e)
+                        }
+                    };
+                    let _ = tx.send(answer);
+                })
+            })))
+            .map_err(|_| stopped())?;
+        rx.await
+            .map_err(|_| DbError::Task("a database call panicked".into()))?
+    }
+
     /// Queues `f` without waiting for it. Jobs run in the order they were queued, so a job
     /// queued later sees what this one wrote.
     pub(crate) fn submit(
@@ -104,12 +156,27 @@ impl DbWorker {
             .map_err(|_| stopped())
     }
 
-    /// Runs every job queued before it, closes the store (the file's lock goes with it) and
+    /// Runs every job queued before it (syncing the durable ones), closes the store (the file's lock goes with it) and
     /// ends the thread; later calls fail. Returns once the store is closed.
     pub(crate) async fn stop(&self) {
         let (done, closed) = tokio::sync::oneshot::channel();
         if self.orders.send(Order::Stop(done)).is_ok() {
             let _ = closed.await;
         }
+    }
+}
+
+/// Syncs the batch's writes once, then answers every durable call in it.
+fn finish(store: &SqliteStore, settle: &mut Vec<Settle>) {
+    if settle.is_empty() {
+        return;
+    }
+    let synced = store.sync().map_err(DbError::from);
+    for s in settle.drain(..) {
+        let result = match &synced {
+            Ok(()) => Ok(()),
+            Err(e) => Err(DbError::Task(format!("the batch could not be synced: {e}"))),
+        };
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(|| s(store, result)));
     }
 }

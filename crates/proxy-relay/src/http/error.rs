@@ -4,12 +4,13 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use proxy_optout::{InputError, RelayError};
+use proxy_optout::InputError;
 use proxy_optout_twilio::{FormError, SignatureError, WebhookError};
 
-use crate::backend::{DbError, DecideError};
+use crate::backend::DbError;
+use crate::journal::JournalError;
 use crate::metrics::Metrics;
-use crate::pipeline::PipelineError;
+use crate::pipeline::Never;
 
 /// The counter a response asks the middleware to bump.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,8 +19,6 @@ pub(crate) enum Counted {
     Rejected(&'static str),
     /// A database operation that failed (`proxy_relay_store_errors_total`).
     Store(&'static str),
-    /// A send that reached no verdict (`proxy_relay_send_errors_total`), by sender.
-    Send(&'static str),
 }
 
 impl Counted {
@@ -27,7 +26,6 @@ impl Counted {
         match self {
             Counted::Rejected(reason) => metrics.rejected(reason),
             Counted::Store(operation) => metrics.store_error(operation),
-            Counted::Send(sender) => metrics.send_error(sender),
         }
     }
 }
@@ -67,13 +65,13 @@ pub(crate) enum WebhookRefusal {
     Signature { url: String, error: SignatureError },
     /// A field Twilio always sends is missing or malformed.
     Fields(WebhookError),
-    /// Another request is handling the same message id.
-    InProgress,
-    /// The message could not be handled.
-    Failed {
+    /// The message can never be handled (a bad stored session, a message the relay refuses).
+    Never { message_sid: String, error: Never },
+    /// The message could not be handled now and the journal could not keep it: the only 5xx
+    /// after authentication, so the platform (with connection overrides) retries it.
+    Journal {
         message_sid: String,
-        sender: &'static str,
-        error: Box<PipelineError>,
+        error: JournalError,
     },
     /// The handler's task panicked.
     Panicked,
@@ -116,16 +114,15 @@ impl IntoResponse for WebhookRefusal {
                 e.to_string(),
                 Some(Counted::Rejected("fields")),
             ),
-            WebhookRefusal::InProgress => plain(
-                S::SERVICE_UNAVAILABLE,
-                "this message is being handled; retry",
-                None,
-            ),
-            WebhookRefusal::Failed {
-                message_sid,
-                sender,
-                error,
-            } => failed(&message_sid, sender, *error),
+            WebhookRefusal::Never { message_sid, error } => never(&message_sid, error),
+            WebhookRefusal::Journal { message_sid, error } => {
+                tracing::error!(error = %error, message_sid, "could not journal a message that cannot be handled now; answering 503");
+                plain(
+                    S::SERVICE_UNAVAILABLE,
+                    "the message could not be kept; retry",
+                    Some(Counted::Store("journal")),
+                )
+            }
             WebhookRefusal::Panicked => {
                 tracing::error!("a webhook handler panicked");
                 plain(S::INTERNAL_SERVER_ERROR, "internal error", None)
@@ -134,18 +131,10 @@ impl IntoResponse for WebhookRefusal {
     }
 }
 
-fn failed(sid: &str, sender: &'static str, error: PipelineError) -> Response {
+fn never(sid: &str, error: Never) -> Response {
     use StatusCode as S;
     match error {
-        PipelineError::Decide(DecideError::Unavailable(e)) => {
-            tracing::error!(error = %e, message_sid = sid, "database unavailable; answering 503");
-            plain(
-                S::SERVICE_UNAVAILABLE,
-                "the database is unavailable; retry",
-                Some(Counted::Store("claim")),
-            )
-        }
-        PipelineError::Decide(DecideError::BadSession(e)) => {
+        Never::BadSession(e) => {
             tracing::error!(error = %e, message_sid = sid, "a stored session is not valid");
             plain(
                 S::INTERNAL_SERVER_ERROR,
@@ -153,7 +142,7 @@ fn failed(sid: &str, sender: &'static str, error: PipelineError) -> Response {
                 Some(Counted::Store("session")),
             )
         }
-        PipelineError::Decide(DecideError::Input(e @ InputError::RouteMismatch { .. })) => {
+        Never::Input(e @ InputError::RouteMismatch { .. }) => {
             // The server's own routing handed the relay another pair's route: a bug here, not
             // a bad webhook, so not a 400 that Twilio would never retry.
             tracing::error!(error = %e, message_sid = sid, "routing bug");
@@ -163,39 +152,12 @@ fn failed(sid: &str, sender: &'static str, error: PipelineError) -> Response {
                 Some(Counted::Store("session")),
             )
         }
-        PipelineError::Decide(DecideError::Input(e)) => plain(
+        Never::Input(e) => plain(
             S::BAD_REQUEST,
             e.to_string(),
             Some(Counted::Rejected("fields")),
         ),
-        PipelineError::Decide(DecideError::Ledger(e)) => ledger(sid, &e),
-        PipelineError::Send(e) => {
-            tracing::error!(message_sid = sid, error = %e, "forward reached no verdict; answering 503");
-            plain(
-                S::SERVICE_UNAVAILABLE,
-                "the forward could not be sent; retry",
-                Some(Counted::Send(sender)),
-            )
-        }
-        PipelineError::Feedback(e) => {
-            tracing::error!(error = %e, message_sid = sid, "could not record the 21610 opt-out; answering 503");
-            plain(
-                S::SERVICE_UNAVAILABLE,
-                "the opt-out ledger is unavailable; retry",
-                Some(Counted::Store("ledger")),
-            )
-        }
     }
-}
-
-fn ledger(sid: &str, e: &RelayError<DbError>) -> Response {
-    // Fail closed: nothing confirmed, nothing forwarded.
-    tracing::error!(error = %e, message_sid = sid, "opt-out ledger unavailable; answering 503");
-    plain(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "the opt-out ledger is unavailable; retry",
-        Some(Counted::Store("ledger")),
-    )
 }
 
 /// Why a status callback was not taken.

@@ -22,13 +22,20 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
     if app.is_draining() {
         return plain(StatusCode::SERVICE_UNAVAILABLE, "shutting down", None);
     }
+    let depth = app.journal_depth();
     match app.db().ping().await {
-        Ok(()) => plain(StatusCode::OK, "ready", None),
+        Ok(()) if depth == 0 => plain(StatusCode::OK, "ready", None),
+        // Catching up: what arrives now would queue behind the journal anyway.
+        Ok(()) => plain(
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready: {depth} journaled messages are being handled"),
+            None,
+        ),
         Err(e) => {
             tracing::warn!(error = %e, "not ready");
             plain(
                 StatusCode::SERVICE_UNAVAILABLE,
-                "the database is unavailable",
+                format!("not ready: the database is unavailable; {depth} messages journaled"),
                 Some(Counted::Store("ping")),
             )
         }
@@ -36,9 +43,10 @@ async fn readyz(State(app): State<Arc<App>>) -> Response {
 }
 
 async fn metrics(State(app): State<Arc<App>>) -> Response {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics().render(),
-    )
-        .into_response()
+    let mut text = app.metrics().render();
+    text.push_str(&format!(
+        "# HELP proxy_relay_journal_depth Webhooks waiting in the local journal.\n# TYPE proxy_relay_journal_depth gauge\nproxy_relay_journal_depth {}\n",
+        app.journal_depth()
+    ));
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text).into_response()
 }

@@ -19,7 +19,7 @@ use proxy_optout_twilio::{
 use crate::app::App;
 use crate::http::error::{CallbackRefusal, WebhookRefusal};
 use crate::inbound::Message;
-use crate::pipeline::{self, Handled};
+use crate::pipeline::{self, Delivery, Failure, Handled};
 
 /// The inbound-message webhook's path, relative to the public URL.
 ///
@@ -113,22 +113,53 @@ async fn inbound(
     // finish and the answer is still stored for the retry. Shutdown waits for these tasks.
     let task = app.tasks().spawn({
         let app = app.clone();
-        async move {
-            let sid = message.id().to_owned();
-            match pipeline::handle(&app, message).await {
-                Ok(Handled::Answered(answer) | Handled::Replayed(answer)) => twiml(answer),
-                Ok(Handled::InProgress) => WebhookRefusal::InProgress.into_response(),
-                Err(error) => WebhookRefusal::Failed {
-                    message_sid: sid,
-                    sender: app.sender().name(),
-                    error: Box::new(error),
-                }
-                .into_response(),
-            }
-        }
+        async move { handle(&app, message).await }
     });
     task.await
         .unwrap_or_else(|_| WebhookRefusal::Panicked.into_response())
+}
+
+/// Handles one authenticated message now, or journals it: while the journal holds anything,
+/// new messages queue behind it, so a STOP that arrived during an outage is recorded before
+/// any later message to that person is relayed.
+async fn handle(app: &App, message: Message) -> Response {
+    if app.journal().depth() > 0 {
+        return journal(app, message, false, "behind").await;
+    }
+    match pipeline::handle(app, message.clone(), Delivery::Live).await {
+        Ok(Handled::Answered(answer) | Handled::Replayed(answer)) => twiml(answer),
+        Err(Failure::Never(error)) => WebhookRefusal::Never {
+            message_sid: message.id().to_owned(),
+            error,
+        }
+        .into_response(),
+        Err(Failure::Later { maybe_sent, cause }) => {
+            tracing::warn!(message_sid = message.id(), cause = %cause, "cannot handle the message now; journaling it");
+            journal(app, message, maybe_sent, cause.label()).await
+        }
+    }
+}
+
+async fn journal(app: &App, message: Message, maybe_sent: bool, cause: &'static str) -> Response {
+    match app.journal().append(&message, maybe_sent).await {
+        Ok(()) => {
+            app.metrics().journal(match cause {
+                "database" => "journaled_database",
+                "busy" => "journaled_busy",
+                "send" => "journaled_send",
+                "ledger" => "journaled_ledger",
+                _ => "journaled_behind",
+            });
+            // Answered: Twilio is done with it. What the TwiML would have carried (the
+            // auto-reply) goes through the sender when the journal is replayed.
+            twiml(EMPTY.to_owned())
+        }
+        Err(error) => WebhookRefusal::Journal {
+            message_sid: message.id().to_owned(),
+            error,
+        }
+        .into_response(),
+    }
 }
 
 async fn status(

@@ -7,8 +7,9 @@
 pub mod client;
 #[path = "../../examples/load/generator.rs"]
 pub mod load;
+#[path = "../../src/rfc2822.rs"]
+pub mod rfc2822;
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -31,27 +32,45 @@ pub const API_SECRET: &str = "api-key-secret";
 /// One create call the fake received and accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Sent {
+    pub sid: String,
     pub from: String,
     pub to: String,
     pub body: String,
     pub status_callback: Option<String>,
-    pub idempotency_key: String,
+    pub created: std::time::SystemTime,
+}
+
+/// What the fake does to one create call, as a real network and a real Twilio can.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// 503 before accepting anything.
+    FailBefore,
+    /// Accept (the message exists), then answer only after the client gave up.
+    AcceptThenTimeout,
+    /// Accept, then cut the answer short (the connection dies mid-response).
+    ResetAfterAccept,
 }
 
 #[derive(Default)]
 pub struct FakeState {
     pub sent: Vec<Sent>,
     pub calls: usize,
+    pub lookups: usize,
     pub refuse: Vec<String>,
     pub fail_next: usize,
     pub delay: Duration,
-    pub keys: HashMap<String, String>,
+    /// Faults for the next create calls, in order.
+    pub faults: std::collections::VecDeque<Fault>,
     /// While set, every create waits here until the test releases it.
     pub gate: Option<Arc<tokio::sync::Semaphore>>,
+    /// While set, an accepted create's answer waits here until the test releases it.
+    pub answer_gate: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 /// Twilio's Messages resource, as far as the relay uses it: Basic auth, form fields, 201 with
-/// a sid, 400 with 21610 for a chosen recipient, 500 on demand, idempotent by the token header.
+/// a sid, 400 with 21610 for a chosen recipient, 500 on demand, the faults above, and the
+/// list (`GET`, filtered by `To` and `From`, newest first). Like Twilio, it does not
+/// deduplicate: every accepted create is a text.
 #[derive(Clone)]
 pub struct FakeTwilio {
     pub url: String,
@@ -75,7 +94,10 @@ impl FakeTwilio {
             arrived: Arc::new(tx),
         };
         let app = Router::new()
-            .route("/2010-04-01/Accounts/{account}/Messages.json", post(create))
+            .route(
+                "/2010-04-01/Accounts/{account}/Messages.json",
+                post(create).get(list),
+            )
             .with_state(shared);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
@@ -97,6 +119,30 @@ impl FakeTwilio {
         if let Some(gate) = self.state.lock().unwrap().gate.take() {
             gate.add_permits(1 << 20);
         }
+    }
+
+    /// Holds every accepted create's answer until [`release_answers`](FakeTwilio::release_answers).
+    pub fn hold_answers(&self) {
+        self.state.lock().unwrap().answer_gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
+    }
+
+    pub fn release_answers(&self) {
+        if let Some(gate) = self.state.lock().unwrap().answer_gate.take() {
+            gate.add_permits(1 << 20);
+        }
+    }
+
+    /// Queues faults for the next create calls.
+    pub fn faults(&self, faults: impl IntoIterator<Item = Fault>) {
+        self.state.lock().unwrap().faults.extend(faults);
+    }
+
+    /// How many times each (from, to, body) was accepted.
+    pub fn creates_of(&self, from: &str, to: &str, body: &str) -> usize {
+        self.sent()
+            .iter()
+            .filter(|s| s.from == from && s.to == to && s.body == body)
+            .count()
     }
 
     /// Waits until `n` creates have arrived (held or not).
@@ -129,12 +175,7 @@ impl FakeTwilio {
     }
 }
 
-async fn create(
-    State(shared): State<Shared>,
-    Path(account): Path<String>,
-    headers: HeaderMap,
-    body: axum::body::Bytes,
-) -> Response {
+fn authorized(account: &str, headers: &HeaderMap) -> bool {
     // The account's auth token, or an API key and its secret.
     let accepted = [(ACCOUNT_SID, AUTH_TOKEN), (API_KEY, API_SECRET)].map(|(user, pass)| {
         format!(
@@ -143,12 +184,25 @@ async fn create(
         )
     });
     let given = headers.get("authorization").and_then(|v| v.to_str().ok());
-    if account != ACCOUNT_SID || !accepted.iter().any(|a| Some(a.as_str()) == given) {
-        return (
-            StatusCode::UNAUTHORIZED,
-            r#"{"code": 20003, "status": 401}"#,
-        )
-            .into_response();
+    account == ACCOUNT_SID && accepted.iter().any(|a| Some(a.as_str()) == given)
+}
+
+fn unauthorized() -> Response {
+    (
+        StatusCode::UNAUTHORIZED,
+        r#"{"code": 20003, "status": 401}"#,
+    )
+        .into_response()
+}
+
+async fn create(
+    State(shared): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
+    if !authorized(&account, &headers) {
+        return unauthorized();
     }
     let state = shared.state;
     shared.arrived.send_modify(|n| *n += 1);
@@ -161,43 +215,104 @@ async fn create(
     }
     tokio::time::sleep(delay).await;
     let form = Form::parse(&body).unwrap();
-    let key = headers
-        .get("i-twilio-idempotency-token")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned();
-    let mut s = state.lock().unwrap();
-    s.calls += 1;
-    if s.fail_next > 0 {
-        s.fail_next -= 1;
-        return (StatusCode::INTERNAL_SERVER_ERROR, "upstream trouble").into_response();
+    let (fault, sid, answer_gate) = {
+        let mut s = state.lock().unwrap();
+        s.calls += 1;
+        let fault = s.faults.pop_front();
+        if fault == Some(Fault::FailBefore) {
+            return (StatusCode::SERVICE_UNAVAILABLE, "upstream trouble").into_response();
+        }
+        if s.fail_next > 0 {
+            s.fail_next -= 1;
+            return (StatusCode::INTERNAL_SERVER_ERROR, "upstream trouble").into_response();
+        }
+        let to = form.get("To").unwrap_or_default().to_owned();
+        if s.refuse.contains(&to) {
+            return (
+                StatusCode::BAD_REQUEST,
+                r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient", "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400}"#,
+            )
+                .into_response();
+        }
+        let sid = format!("SM{:032x}", s.sent.len() + 1);
+        s.sent.push(Sent {
+            sid: sid.clone(),
+            from: form.get("From").unwrap_or_default().to_owned(),
+            to,
+            body: form.get("Body").unwrap_or_default().to_owned(),
+            status_callback: form.get("StatusCallback").map(str::to_owned),
+            created: std::time::SystemTime::now(),
+        });
+        (fault, sid, s.answer_gate.clone())
+    };
+    if let Some(gate) = answer_gate {
+        let _ = gate.acquire().await;
     }
-    let to = form.get("To").unwrap_or_default().to_owned();
-    if s.refuse.contains(&to) {
-        return (
-            StatusCode::BAD_REQUEST,
-            r#"{"code": 21610, "message": "Attempt to send to unsubscribed recipient", "more_info": "https://www.twilio.com/docs/errors/21610", "status": 400}"#,
-        )
-            .into_response();
+    let body = format!(r#"{{"sid": "{sid}", "status": "queued"}}"#);
+    match fault {
+        Some(Fault::AcceptThenTimeout) => {
+            // Longer than any client timeout the tests configure.
+            tokio::time::sleep(Duration::from_secs(10)).await;
+            (StatusCode::CREATED, body).into_response()
+        }
+        Some(Fault::ResetAfterAccept) => {
+            let broken = futures_util_stream_error();
+            (StatusCode::CREATED, axum::body::Body::from_stream(broken)).into_response()
+        }
+        _ => (StatusCode::CREATED, body).into_response(),
     }
-    if let Some(sid) = s.keys.get(&key) {
-        let body = format!(r#"{{"sid": "{sid}", "status": "queued"}}"#);
-        return (StatusCode::CREATED, body).into_response();
+}
+
+/// A body that fails at once: hyper then cuts the connection after the status line.
+fn futures_util_stream_error(
+) -> impl futures_core::Stream<Item = Result<axum::body::Bytes, std::io::Error>> + Send {
+    struct Broken;
+    impl futures_core::Stream for Broken {
+        type Item = Result<axum::body::Bytes, std::io::Error>;
+        fn poll_next(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(Some(Err(std::io::Error::other("reset"))))
+        }
     }
-    let sid = format!("SM{:032x}", s.sent.len() + 1);
-    s.keys.insert(key.clone(), sid.clone());
-    s.sent.push(Sent {
-        from: form.get("From").unwrap_or_default().to_owned(),
-        to,
-        body: form.get("Body").unwrap_or_default().to_owned(),
-        status_callback: form.get("StatusCallback").map(str::to_owned),
-        idempotency_key: key,
-    });
-    (
-        StatusCode::CREATED,
-        format!(r#"{{"sid": "{sid}", "status": "queued"}}"#),
-    )
-        .into_response()
+    Broken
+}
+
+#[derive(serde::Deserialize)]
+struct ListQuery {
+    #[serde(rename = "To")]
+    to: Option<String>,
+    #[serde(rename = "From")]
+    from: Option<String>,
+}
+
+async fn list(
+    State(shared): State<Shared>,
+    Path(account): Path<String>,
+    headers: HeaderMap,
+    axum::extract::Query(q): axum::extract::Query<ListQuery>,
+) -> Response {
+    if !authorized(&account, &headers) {
+        return unauthorized();
+    }
+    let mut s = shared.state.lock().unwrap();
+    s.lookups += 1;
+    let messages: Vec<serde_json::Value> = s
+        .sent
+        .iter()
+        .rev()
+        .filter(|m| q.to.as_ref().map_or(true, |t| *t == m.to))
+        .filter(|m| q.from.as_ref().map_or(true, |f| *f == m.from))
+        .take(50)
+        .map(|m| {
+            serde_json::json!({
+                "sid": m.sid, "to": m.to, "from": m.from, "body": m.body,
+                "date_created": rfc2822::format(m.created), "status": "queued",
+            })
+        })
+        .collect();
+    axum::Json(serde_json::json!({ "messages": messages, "page": 0 })).into_response()
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
@@ -313,7 +428,20 @@ pub async fn fresh_pg_database(name: &str) -> Option<String> {
     Some(format!("{base}/{db}"))
 }
 
+/// A journal file of its own for a server on PostgreSQL (a SQLite server's sits beside its
+/// database): journals are exclusive to one instance.
+pub fn journal_for(database: &str) -> Option<String> {
+    static DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    if !database.starts_with("postgres") {
+        return None;
+    }
+    let dir = DIR.get_or_init(|| tempfile::tempdir().unwrap());
+    let name = format!("{}.journal.db", database.rsplit('/').next().unwrap_or("pg"));
+    Some(dir.path().join(name).to_string_lossy().into_owned())
+}
+
 pub fn config(database: &str, extra: &[&str]) -> Config {
+    let journal = journal_for(database);
     let mut args = vec![
         "proxy-relay",
         "--listen",
@@ -325,6 +453,9 @@ pub fn config(database: &str, extra: &[&str]) -> Config {
         "--admin-token",
         ADMIN_TOKEN,
     ];
+    if let (Some(j), false) = (&journal, extra.contains(&"--journal")) {
+        args.extend_from_slice(&["--journal", j]);
+    }
     args.extend_from_slice(extra);
     Config::from_args(&proxy_relay::Cli::parse_from(args).serve).unwrap()
 }
@@ -338,9 +469,10 @@ pub async fn start_with_twilio(database: &str, fake: &FakeTwilio, extra: &[&str]
         ACCOUNT_SID,
         "--twilio-api-url",
         &fake.url,
-        "--send-timeout-ms",
-        "2000",
     ];
+    if !extra.contains(&"--send-timeout-ms") {
+        args.extend_from_slice(&["--send-timeout-ms", "2000"]);
+    }
     args.extend_from_slice(extra);
     Server::start(&config(database, &args), None).await.unwrap()
 }
