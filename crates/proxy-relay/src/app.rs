@@ -43,6 +43,7 @@ pub struct App {
     tasks: TaskTracker,
     journal: Journal,
     send_attempts: u32,
+    database_timeout: std::time::Duration,
 }
 
 impl std::fmt::Debug for App {
@@ -87,6 +88,7 @@ impl App {
             tasks: TaskTracker::new(),
             journal,
             send_attempts: config.send_attempts,
+            database_timeout: config.database_timeout,
         }
     }
 
@@ -200,6 +202,10 @@ impl App {
 
     pub(crate) fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    pub(crate) fn database_timeout(&self) -> std::time::Duration {
+        self.database_timeout
     }
 
     pub(crate) fn send_attempts(&self) -> u32 {

@@ -233,6 +233,15 @@ pub struct ServeArgs {
     /// SQLite database (relay.db: relay.journal.db), or ./proxy-relay.journal.db.
     #[arg(long, global = true, env = "PROXY_RELAY_JOURNAL")]
     pub journal: Option<std::path::PathBuf>,
+    /// How long one message's decision may wait for the database, in milliseconds, before
+    /// the message is journaled instead.
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_DATABASE_TIMEOUT_MS",
+        default_value_t = 3000
+    )]
+    pub database_timeout_ms: u64,
     /// PostgreSQL connections per instance.
     #[arg(
         long,
@@ -328,6 +337,8 @@ pub struct Config {
     pub shutdown_grace: Duration,
     /// Attempts per send.
     pub send_attempts: u32,
+    /// How long one message's decision may wait for the database before it is journaled.
+    pub database_timeout: Duration,
     /// The local journal's file (webhooks kept while the database or the provider cannot
     /// take them).
     pub journal: std::path::PathBuf,
@@ -497,6 +508,7 @@ impl Config {
             pg_pool_size: args.pg_pool_size,
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             send_attempts: args.send_attempts.max(1),
+            database_timeout: Duration::from_millis(args.database_timeout_ms.max(1)),
             journal: match &args.journal {
                 Some(p) if p.as_os_str().is_empty() => {
                     return Err(ConfigError::new("journal", "the path is empty"))

@@ -125,11 +125,23 @@ pub(crate) async fn handle(
     delivery: Delivery,
 ) -> Result<Handled, Failure> {
     let message = Arc::new(message);
-    let decided = app
-        .db()
-        .backend()
-        .decide(app.core().clone(), message.clone())
-        .await;
+    // A database that does not answer is as good as down: after the timeout the message is
+    // journaled. The abandoned call may still claim it; the replay then waits for the claim
+    // to go stale and takes it over, asking the provider before it sends.
+    let decided = match tokio::time::timeout(
+        app.database_timeout(),
+        app.db()
+            .backend()
+            .decide(app.core().clone(), message.clone()),
+    )
+    .await
+    {
+        Ok(decided) => decided,
+        Err(_) => Err(DecideError::Unavailable(DbError::Task(format!(
+            "no answer within {:?}",
+            app.database_timeout()
+        )))),
+    };
     let (outcome, resumed) = match decided {
         Ok(Decided::Outcome { outcome, resumed }) => (outcome, resumed),
         Ok(Decided::Replay(answer)) => {

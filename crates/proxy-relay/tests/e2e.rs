@@ -1046,3 +1046,141 @@ async fn a_restart_in_the_same_process_finds_everything(db: &TestDb) {
     );
     server.shutdown().await.unwrap();
 }
+
+/// The database is cut off for 30 s while 1,000 signed webhooks stream in at a steady rate:
+/// every one is answered 200, and once the database is back each is performed exactly once,
+/// in order, against a model of the stream.
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_cut_mid_stream_loses_nothing_and_performs_each_message_once() {
+    use std::collections::HashMap;
+    const MESSAGES: usize = 1_000;
+    const PAIRS: usize = 10;
+    let url = common::fresh_pg_database("cut").await.unwrap();
+    let upstream = {
+        let rest = url.split_once("://").unwrap().1;
+        let host = rest.split_once('/').unwrap().0;
+        host.rsplit_once('@').map_or(host, |(_, h)| h).to_owned()
+    };
+    let cut = common::Cut::start(&upstream).await;
+    let fake = FakeTwilio::start().await;
+    let server = start_with_twilio(&cut.url(&url), &fake, &["--database-timeout-ms", "2000"]).await;
+    let c = client(&server);
+    let mut pairs = Vec::new();
+    for k in 0..PAIRS {
+        let (r, d) = (format!("+15551{k:06}"), format!("+15552{k:06}"));
+        let s = c.create_session(&format!("cut-{k}"), &r, &d).await.unwrap();
+        pairs.push((
+            (r, s.participants[0].proxy_identifier.clone()),
+            (d, s.participants[1].proxy_identifier.clone()),
+        ));
+    }
+    // The stream: drivers send STOP and START now and then, riders write to them.
+    let stream: Vec<(usize, &str, String)> = (0..MESSAGES)
+        .map(|i| {
+            let k = i % PAIRS;
+            match (i / PAIRS) % 5 {
+                2 => (k, "driver", "STOP".to_owned()),
+                4 => (k, "driver", "START".to_owned()),
+                _ => (k, "rider", format!("message {i}")),
+            }
+        })
+        .collect();
+    // 25 a second for 40 s; the database is away from 5 s to 35 s.
+    let start = tokio::time::Instant::now();
+    let mut answers = Vec::new();
+    let mut cut_done = (false, false);
+    for (i, (k, who, body)) in stream.iter().enumerate() {
+        tokio::time::sleep_until(start + Duration::from_millis(40 * i as u64)).await;
+        let elapsed = start.elapsed();
+        if !cut_done.0 && elapsed >= Duration::from_secs(5) {
+            cut.cut();
+            cut_done.0 = true;
+        }
+        if !cut_done.1 && elapsed >= Duration::from_secs(35) {
+            cut.restore();
+            cut_done.1 = true;
+        }
+        let ((r, rp), (d, dp)) = &pairs[*k];
+        let (from, to) = if *who == "driver" { (d, dp) } else { (r, rp) };
+        let a = c.message(from, to, body).await.unwrap();
+        assert_eq!(a.status, 200, "message {i} at {elapsed:?}: {}", a.body);
+        answers.push(a);
+    }
+    assert!(cut_done.0 && cut_done.1);
+    let journaled = server.app().metrics().journal_events("journaled_database")
+        + server.app().metrics().journal_events("journaled_behind");
+    assert!(journaled >= 500, "the cut journaled {journaled} messages");
+    journal_drained(&server).await;
+
+    // The model: the ledger after each message, the forwards and confirmations it implies.
+    let mut opted_out = vec![false; PAIRS];
+    let mut expected_forwards = Vec::new();
+    let mut refused = 0;
+    let mut confirmations = 0;
+    for (k, who, body) in &stream {
+        match (*who, body.as_str()) {
+            ("driver", "STOP") => {
+                opted_out[*k] = true;
+                confirmations += 1;
+            }
+            ("driver", _) => {
+                opted_out[*k] = false;
+                confirmations += 1;
+            }
+            _ if opted_out[*k] => refused += 1,
+            _ => expected_forwards.push((*k, body.clone())),
+        }
+    }
+    // Every forward the model allows was created once; none to a pair that had opted out.
+    let sent = fake.sent();
+    let mut creates: HashMap<(String, String, String), usize> = HashMap::new();
+    for s in &sent {
+        *creates
+            .entry((s.from.clone(), s.to.clone(), s.body.clone()))
+            .or_default() += 1;
+    }
+    for (k, body) in &expected_forwards {
+        let ((_, _), (d, dp)) = &pairs[*k];
+        assert_eq!(
+            creates.get(&(dp.clone(), d.clone(), body.clone())),
+            Some(&1),
+            "{body}"
+        );
+    }
+    let forwards = sent
+        .iter()
+        .filter(|s| s.body.starts_with("message "))
+        .count();
+    assert_eq!(forwards, expected_forwards.len(), "no other forward");
+    // Proxy passes START on to the other participant (the riders never opt out): once each.
+    let starts = stream.iter().filter(|(_, _, b)| b == "START").count();
+    assert_eq!(sent.iter().filter(|s| s.body == "START").count(), starts);
+    // Each STOP and START confirmed once: in its TwiML when handled live, by REST when replayed.
+    let in_twiml = answers.iter().filter(|a| a.reply().is_some()).count();
+    let by_rest = sent
+        .iter()
+        .filter(|s| s.body.contains("subscribed"))
+        .count();
+    assert_eq!(in_twiml + by_rest, confirmations, "{in_twiml} + {by_rest}");
+    assert!(by_rest > 0 && in_twiml > 0);
+    // The ledger equals the model's last state of every pair.
+    for (k, ((_, _), (d, dp))) in pairs.iter().enumerate() {
+        let want = if opted_out[k] {
+            OptState::OptedOut
+        } else {
+            OptState::OptedIn
+        };
+        assert_eq!(state(&server, dp, d).await, want, "pair {k}");
+    }
+    assert_eq!(server.app().metrics().refusals("ledger") as usize, refused);
+    eprintln!(
+        "cut: {MESSAGES} webhooks, {journaled} journaled during the cut, {} forwards, {confirmations} confirmations ({in_twiml} in TwiML, {by_rest} by REST), {refused} refused; drained {:?} after the stream",
+        expected_forwards.len(),
+        start.elapsed().saturating_sub(Duration::from_secs(40)),
+    );
+    server.shutdown().await.unwrap();
+}

@@ -480,3 +480,63 @@ pub async fn start_with_twilio(database: &str, fake: &FakeTwilio, extra: &[&str]
 pub fn client(server: &Server) -> TwilioClient {
     TwilioClient::new(&server.url(), &server.url(), AUTH_TOKEN, ADMIN_TOKEN)
 }
+
+/// A TCP proxy in front of the PostgreSQL server that can cut the database off: while cut it
+/// drops every connection it carries and every new one at once, as a failover or a network
+/// partition does.
+pub struct Cut {
+    pub port: u16,
+    cut: Arc<std::sync::atomic::AtomicBool>,
+    kill: tokio::sync::broadcast::Sender<()>,
+}
+
+impl Cut {
+    pub async fn start(upstream: &str) -> Cut {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let cut = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (kill, _) = tokio::sync::broadcast::channel::<()>(4);
+        let (flag, killer, upstream) = (cut.clone(), kill.clone(), upstream.to_owned());
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if flag.load(std::sync::atomic::Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let mut dead = killer.subscribe();
+                let upstream = upstream.clone();
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(&upstream).await else {
+                        return;
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
+                        _ = dead.recv() => {}
+                    }
+                });
+            }
+        });
+        Cut { port, cut, kill }
+    }
+
+    /// `url` with its host and port replaced by this proxy's.
+    pub fn url(&self, url: &str) -> String {
+        let (scheme, rest) = url.split_once("://").unwrap();
+        let (auth, path) = rest.split_once('/').unwrap();
+        let user = auth.rsplit_once('@').map_or("", |(u, _)| u);
+        let at = if user.is_empty() { "" } else { "@" };
+        format!("{scheme}://{user}{at}127.0.0.1:{}/{path}", self.port)
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, std::sync::atomic::Ordering::SeqCst);
+        let _ = self.kill.send(());
+    }
+
+    pub fn restore(&self) {
+        self.cut.store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+}
