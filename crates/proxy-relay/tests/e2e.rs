@@ -1117,7 +1117,7 @@ async fn a_database_cut_mid_stream_loses_nothing_and_performs_each_message_once(
     journal_drained(&server).await;
 
     // The model: the ledger after each message, the forwards and confirmations it implies.
-    let mut opted_out = vec![false; PAIRS];
+    let mut opted_out = [false; PAIRS];
     let mut expected_forwards = Vec::new();
     let mut refused = 0;
     let mut confirmations = 0;
