@@ -718,6 +718,7 @@ impl SqliteStore {
     /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
     /// store.claim("SM1")?;
     /// assert_eq!(store.abandon_claims()?, 1);
+    /// store.purge_processed(proxy_optout_sqlite::RETENTION)?; // young enough to stay
     /// assert_eq!(store.claim("SM1")?, Claim::TakenOver);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
@@ -728,10 +729,13 @@ impl SqliteStore {
             map.clear();
             return Ok(n);
         }
+        // Just past stale, not at the epoch: a purge by age must still find them young, so
+        // their redeliveries are taken over (and ask the provider) rather than seen as new.
+        let stale = now_ms() - i64::try_from(STALE_CLAIM.as_millis()).unwrap_or(i64::MAX) - 1;
         self.conn()
             .execute(
-                "UPDATE processed_messages SET processed_at = 0 WHERE answer IS NULL",
-                [],
+                "UPDATE processed_messages SET processed_at = ?1 WHERE answer IS NULL",
+                params![stale],
             )
             .map_err(|e| self.err(e))
     }

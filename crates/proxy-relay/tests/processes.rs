@@ -30,7 +30,10 @@ impl Proc {
             .args(["--listen", listen, "--database", database])
             .args(["--auth-token", AUTH_TOKEN, "--admin-token", ADMIN_TOKEN])
             .args(extra)
-            .env("RUST_LOG", "warn")
+            .env(
+                "RUST_LOG",
+                std::env::var("TEST_RUST_LOG").unwrap_or_else(|_| "warn".into()),
+            )
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .kill_on_drop(true)
@@ -204,6 +207,81 @@ async fn sigkill_loses_no_acknowledged_opt_out() {
         i += 1;
     }
     assert_eq!(total_acked, 2 + 3 + 4 + 5);
+}
+
+/// SIGKILL at each point between the durable claim (the record that a send may follow) and
+/// the stored answer, then a restart and Twilio's retry of the webhook: one text, always.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_between_the_claim_and_the_stored_answer_still_texts_once() {
+    for point in 0..3 {
+        let dir = tempfile::tempdir().unwrap();
+        let db = dir.path().join("r.db");
+        let fake = FakeTwilio::start().await;
+        let args = twilio_args(&fake);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut p = Proc::spawn(db.to_str().unwrap(), &args).await;
+        let c = p.client();
+        let s = c
+            .create_session("r", "+15551110001", "+15552220002")
+            .await
+            .unwrap();
+        let (rp, dp) = (
+            s.participants[0].proxy_identifier.clone(),
+            s.participants[1].proxy_identifier.clone(),
+        );
+        let body = format!("on my way ({point})");
+        let form = c.message_form(&c.next_sid(), "+15551110001", &rp, &body);
+        let post = |c: TwilioClient, form: proxy_optout_twilio::Form<'static>| {
+            tokio::spawn(async move { c.post_form(proxy_relay::WEBHOOK_PATH, &form, None).await })
+        };
+        match point {
+            // The send had not left: held at the provider's door, then turned away.
+            0 => {
+                fake.hold();
+                let inflight = post(p.client(), form.clone());
+                fake.wait_arrived(1).await;
+                p.signal("-KILL");
+                fake.drop_held();
+                let _ = inflight.await;
+            }
+            // The provider accepted it; its answer never reached the server.
+            1 => {
+                fake.hold_answers();
+                let inflight = post(p.client(), form.clone());
+                fake.wait_sent(1).await;
+                p.signal("-KILL");
+                fake.release_answers();
+                let _ = inflight.await;
+            }
+            // The answer came back; the kill lands while the server records it.
+            _ => {
+                fake.hold_answers();
+                let inflight = post(p.client(), form.clone());
+                fake.wait_sent(1).await;
+                fake.release_answers();
+                p.signal("-KILL");
+                let _ = inflight.await;
+            }
+        }
+        let _ = p.child.wait().await;
+        let mut p = Proc::spawn(db.to_str().unwrap(), &args).await;
+        // Twilio retries a webhook whose connection failed.
+        let again = p
+            .client()
+            .post_form(proxy_relay::WEBHOOK_PATH, &form, None)
+            .await
+            .unwrap();
+        assert_eq!(again.status, 200, "point {point}: {}", again.body);
+        assert_eq!(
+            fake.creates_of(&dp, "+15552220002", &body),
+            1,
+            "point {point}: one text: {:?}, {} lookups",
+            fake.sent(),
+            fake.state.lock().unwrap().lookups
+        );
+        p.signal("-TERM");
+        assert!(p.child.wait().await.unwrap().success());
+    }
 }
 
 fn stop_or_start(i: usize) -> (&'static str, OptState) {

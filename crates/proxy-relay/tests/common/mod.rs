@@ -121,6 +121,25 @@ impl FakeTwilio {
         }
     }
 
+    /// Turns away every create held at the door, creating nothing.
+    pub fn drop_held(&self) {
+        if let Some(gate) = self.state.lock().unwrap().gate.take() {
+            gate.close();
+        }
+    }
+
+    /// Waits until `n` creates were accepted.
+    pub async fn wait_sent(&self, n: usize) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while self.sent().len() < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{n} creates within 30 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
     /// Holds every accepted create's answer until [`release_answers`](FakeTwilio::release_answers).
     pub fn hold_answers(&self) {
         self.state.lock().unwrap().answer_gate = Some(Arc::new(tokio::sync::Semaphore::new(0)));
@@ -211,7 +230,10 @@ async fn create(
         (s.delay, s.gate.clone())
     };
     if let Some(gate) = gate {
-        let _ = gate.acquire().await;
+        if gate.acquire().await.is_err() {
+            // Dropped at the door: nothing was created.
+            return (StatusCode::SERVICE_UNAVAILABLE, "dropped").into_response();
+        }
     }
     tokio::time::sleep(delay).await;
     let form = Form::parse(&body).unwrap();
