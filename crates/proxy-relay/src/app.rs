@@ -44,6 +44,7 @@ pub struct App {
     journal: Journal,
     send_attempts: u32,
     database_timeout: std::time::Duration,
+    in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
@@ -89,6 +90,7 @@ impl App {
             journal,
             send_attempts: config.send_attempts,
             database_timeout: config.database_timeout,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         }
     }
 
@@ -202,6 +204,11 @@ impl App {
 
     pub(crate) fn journal(&self) -> &Journal {
         &self.journal
+    }
+
+    /// One slot of the in-flight bound, if one is free.
+    pub(crate) fn in_flight_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        self.in_flight.clone().try_acquire_owned().ok()
     }
 
     pub(crate) fn database_timeout(&self) -> std::time::Duration {

@@ -233,6 +233,34 @@ pub struct ServeArgs {
     /// SQLite database (relay.db: relay.journal.db), or ./proxy-relay.journal.db.
     #[arg(long, global = true, env = "PROXY_RELAY_JOURNAL")]
     pub journal: Option<std::path::PathBuf>,
+    /// How long a connection may take to send a complete request head, in milliseconds,
+    /// counted from when the server starts waiting for one: on a new connection, and on a
+    /// kept-alive connection between requests (so it is also the idle timeout). Then it is
+    /// closed.
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_HEADER_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub header_timeout_ms: u64,
+    /// The most connections open at once; more are closed as they arrive.
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_MAX_CONNECTIONS",
+        default_value_t = 10_000
+    )]
+    pub max_connections: usize,
+    /// The most requests handled at once; more are answered 503 with Retry-After (the
+    /// webhook URL's connection overrides make Twilio retry them).
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_MAX_IN_FLIGHT",
+        default_value_t = 1_024
+    )]
+    pub max_in_flight: usize,
     /// How long one message's decision may wait for the database, in milliseconds, before
     /// the message is journaled instead.
     #[arg(
@@ -339,6 +367,12 @@ pub struct Config {
     pub send_attempts: u32,
     /// How long one message's decision may wait for the database before it is journaled.
     pub database_timeout: Duration,
+    /// How long a connection may take to send a request head (new or kept alive).
+    pub header_timeout: Duration,
+    /// The most connections open at once.
+    pub max_connections: usize,
+    /// The most requests handled at once.
+    pub max_in_flight: usize,
     /// The local journal's file (webhooks kept while the database or the provider cannot
     /// take them).
     pub journal: std::path::PathBuf,
@@ -509,6 +543,15 @@ impl Config {
             shutdown_grace: Duration::from_millis(args.shutdown_grace_ms),
             send_attempts: args.send_attempts.max(1),
             database_timeout: Duration::from_millis(args.database_timeout_ms.max(1)),
+            header_timeout: Duration::from_millis(args.header_timeout_ms.max(1)),
+            max_connections: match args.max_connections {
+                0 => return Err(ConfigError::new("max-connections", "must be at least 1")),
+                n => n,
+            },
+            max_in_flight: match args.max_in_flight {
+                0 => return Err(ConfigError::new("max-in-flight", "must be at least 1")),
+                n => n,
+            },
             journal: match &args.journal {
                 Some(p) if p.as_os_str().is_empty() => {
                     return Err(ConfigError::new("journal", "the path is empty"))

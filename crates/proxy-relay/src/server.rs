@@ -130,15 +130,11 @@ impl Server {
         let app = Arc::new(App::new(config, db, journal, sender, public_url));
         let (tx, rx) = oneshot::channel::<()>();
         let router = crate::http::router(app.clone());
-        let drain = app.clone();
-        let serving = tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async move {
-                    let _ = rx.await;
-                    drain.start_draining();
-                })
-                .await
-        });
+        let limits = Limits {
+            header_timeout: config.header_timeout,
+            max_connections: config.max_connections,
+        };
+        let serving = tokio::spawn(serve(listener, router, limits, app.clone(), rx));
         let purge = Arc::downgrade(&app);
         let purging = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
@@ -298,6 +294,70 @@ impl Server {
             (Ok(()), true) => Ok(()),
         }
     }
+}
+
+/// What a connection may cost the server.
+#[derive(Clone, Copy, Debug)]
+struct Limits {
+    header_timeout: Duration,
+    max_connections: usize,
+}
+
+/// Accepts connections within the limits and serves each with hyper, until `stop`; then
+/// stops accepting and lets open connections finish their requests.
+async fn serve(
+    listener: tokio::net::TcpListener,
+    router: axum::Router,
+    limits: Limits,
+    app: Arc<App>,
+    stop: oneshot::Receiver<()>,
+) -> std::io::Result<()> {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use hyper_util::server::conn::auto::Builder;
+    use hyper_util::service::TowerToHyperService;
+
+    let mut builder = Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    tokio::pin!(stop);
+    loop {
+        let (stream, _) = tokio::select! {
+            _ = &mut stop => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of file descriptors, say: wait a little rather than spin.
+                    tracing::warn!(error = %e, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            app.metrics().rejected("connections");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = TowerToHyperService::new(router.clone());
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client that times out or resets ends its own connection; nothing to report.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    app.start_draining();
+    graceful.shutdown().await;
+    Ok(())
 }
 
 /// The URLs to give Twilio, with connection overrides in the fragment (Twilio does not sign

@@ -284,6 +284,81 @@ async fn sigkill_between_the_claim_and_the_stored_answer_still_texts_once() {
     }
 }
 
+/// 3,000 connections that each send half a request head and then nothing: signed webhooks are
+/// still answered fast while they are open, and the server closes every one of them when
+/// the header timeout runs out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_clients_cannot_hold_the_server() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const SLOW: usize = 3_000;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("r.db");
+    let mut p = Proc::spawn(db.to_str().unwrap(), &["--header-timeout-ms", "2000"]).await;
+    let c = p.client();
+    let s = c
+        .create_session("r", "+15551110001", "+15552220002")
+        .await
+        .unwrap();
+    let rp = s.participants[0].proxy_identifier.clone();
+    let addr = p.url.trim_start_matches("http://").to_owned();
+    let opened = std::time::Instant::now();
+    let mut slow = Vec::with_capacity(SLOW);
+    for _ in 0..SLOW {
+        let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        conn.write_all(b"POST /twilio/sms HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: applica")
+            .await
+            .unwrap();
+        slow.push(conn);
+    }
+    // While they hang: 200 signed webhooks at 100 a second, each timed from its slot.
+    let start = tokio::time::Instant::now();
+    let mut latencies = Vec::new();
+    for i in 0..200u64 {
+        let at = start + Duration::from_millis(10 * i);
+        tokio::time::sleep_until(at).await;
+        let a = c
+            .message("+15551110001", &rp, &format!("m{i}"))
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        latencies.push(at.elapsed());
+    }
+    latencies.sort();
+    let p99 = latencies[latencies.len() * 99 / 100];
+    assert!(
+        p99 < Duration::from_millis(10),
+        "p99 {p99:?} with {SLOW} slow connections open"
+    );
+    // Every slow connection is closed by the server within the timeout (and a margin).
+    let deadline = opened + Duration::from_secs(2) + Duration::from_secs(5);
+    let mut closed = 0;
+    for mut conn in slow {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        let mut buf = [0u8; 256];
+        // EOF, a reset, or an error answer: the server let go of it.
+        match tokio::time::timeout(left, conn.read(&mut buf)).await {
+            Ok(Ok(0) | Err(_)) => closed += 1,
+            Ok(Ok(_)) => {
+                // An answer (408); the close follows.
+                if let Ok(Ok(0) | Err(_)) = tokio::time::timeout(left, conn.read(&mut buf)).await {
+                    closed += 1;
+                }
+            }
+            Err(_) => {}
+        }
+    }
+    assert_eq!(
+        closed, SLOW,
+        "slow connections closed within the header timeout"
+    );
+    eprintln!(
+        "slow clients: {SLOW} held open, webhook p99 {p99:?}, all closed within {:?}",
+        opened.elapsed()
+    );
+    p.signal("-TERM");
+    assert!(p.child.wait().await.unwrap().success());
+}
+
 fn stop_or_start(i: usize) -> (&'static str, OptState) {
     if (i / 4) % 2 == 0 {
         ("STOP", OptState::OptedOut)

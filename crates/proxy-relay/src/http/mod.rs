@@ -45,6 +45,7 @@ pub fn router(app: Arc<App>) -> Router {
             error::method_not_allowed(request.method().as_str(), request.uri().path())
         })
         .layer(DefaultBodyLimit::max(MAX_FORM_BYTES))
+        .layer(middleware::from_fn_with_state(app.clone(), bound))
         .layer(middleware::from_fn_with_state(app.clone(), observe))
         .with_state(app)
 }
@@ -58,6 +59,26 @@ fn route_label(path: Option<&str>) -> &'static str {
         Some("/metrics") => "metrics",
         Some(p) if p.starts_with("/v1/") => "admin",
         _ => "other",
+    }
+}
+
+/// At most `--max-in-flight` requests at once (health and metrics aside, so an overloaded
+/// server can still say so): the rest are answered 503 with Retry-After at once.
+async fn bound(State(app): State<Arc<App>>, request: Request, next: Next) -> Response {
+    if matches!(request.uri().path(), "/healthz" | "/readyz" | "/metrics") {
+        return next.run(request).await;
+    }
+    match app.in_flight_slot() {
+        Some(slot) => {
+            let response = next.run(request).await;
+            drop(slot);
+            response
+        }
+        None => error::plain(
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            "the server is at capacity; retry",
+            Some(error::Counted::Rejected("in_flight")),
+        ),
     }
 }
 
