@@ -1,7 +1,7 @@
 //! SQLite: one file, held exclusively by this process, every call on one database thread
-//! ([`worker`](super::worker)). The store crate keeps the ledger and the processed message ids
-//! (claims in progress in memory, answers unsynced); the session tables sit beside them in
-//! the same file.
+//! ([`worker`](super::worker)), which group-commits the durable ones. The store crate keeps
+//! the ledger and the processed message ids; the session tables sit beside them in the same
+//! file.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
