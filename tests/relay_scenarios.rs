@@ -1,4 +1,4 @@
-//! Scenario tests for the relay (§§1, §4-§8; HOST.md §1-§2): a rider A and a driver B
+//! Scenario tests for the relay (`docs/BEHAVIOUR.md` §§1, 4-8): a rider A and a driver B
 //! talking through masked numbers. Every scenario runs through the pure steps, the sync driver
 //! and the async driver (`common::drivers`), which must produce identical outcomes.
 

@@ -1,5 +1,5 @@
 //! The relay: one inbound message in, one [`Outcome`] out, saying everything the host must do
-//! (§§1, §4-§8; HOST.md §1-§4).
+//! (`docs/BEHAVIOUR.md` §§1, 4-8: who performs which effect, and in which order).
 //!
 //! - [`core`]: the pure core, in two steps ([`RelayCore::plan`], [`Plan::finish`]) and the
 //!   feedback step; no I/O, no async, no allocation.

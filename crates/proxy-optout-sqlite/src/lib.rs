@@ -524,7 +524,7 @@ impl SqliteStore {
         }
     }
 
-    /// Claims a message id for handling (HOST.md §4): the first delivery gets
+    /// Claims a message id for handling, so a redelivered webhook is harmless: the first delivery gets
     /// [`Claim::New`]; a concurrent one [`Claim::InProgress`]; a later one the stored answer.
     /// A claim left in progress for longer than `stale_after` (a crashed handler) may be taken
     /// again, so the message is not lost.

@@ -40,7 +40,7 @@ pub enum WebhookError {
     },
 }
 
-/// Twilio's inbound-message webhook (HOST.md §6.2 of the project): the parameters the relay
+/// Twilio's inbound-message webhook: the parameters the relay
 /// needs, borrowed from the form. Unknown parameters are ignored here but were signed, so
 /// validate the signature over the whole [`Form`] first.
 ///

@@ -1,4 +1,4 @@
-//! Every published test value of Twilio's signature scheme (HOST.md §6.1), one named test each.
+//! Every published test value of Twilio's signature scheme (Twilio's documentation and the official helper libraries' tests), one named test each.
 
 use proxy_optout_twilio::{Form, SignatureError, Validator};
 

@@ -79,7 +79,7 @@ pub enum Command {
     Demo,
 }
 
-/// The carrier-layer mode (HOST.md §2).
+/// The carrier-layer mode: who sends the STOP/START/HELP replies.
 ///
 /// ```
 /// use clap::Parser;
