@@ -325,8 +325,11 @@ async fn slow_clients_cannot_hold_the_server() {
     }
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
+    // A server the slow connections held would answer after the header timeout (2 s) or not
+    // at all. The bound leaves room for the other tests sharing the two cores: alone, this
+    // measures a p99 of about 4 ms (the README's figure).
     assert!(
-        p99 < Duration::from_millis(10),
+        p99 < Duration::from_millis(100),
         "p99 {p99:?} with {SLOW} slow connections open"
     );
     // Every slow connection is closed by the server within the timeout (and a margin).
