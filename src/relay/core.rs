@@ -325,6 +325,26 @@ pub enum InputError {
     },
 }
 
+impl InputError {
+    /// Whether the error is the host's (a route that is not the message's own) rather than
+    /// the message's: answer 500 and alert, not 400.
+    ///
+    /// ```
+    /// use proxy_optout::{Inbound, Participant, RelayCore, Route, Settings};
+    /// let (a, b) = (Participant::new("+1A", "+1P")?, Participant::new("+1B", "+1P")?);
+    /// let wrong = Route::new("ride-1", &b, Some(&a))?; // B's route, for A's message
+    /// let err = RelayCore::new().plan(&Inbound::sms("+1A", "+1P", "hi"), Some(wrong), Settings::default()).unwrap_err();
+    /// assert!(err.is_host_bug());
+    /// let bad = RelayCore::new().plan(&Inbound::sms(" +1A", "+1P", "hi"), None, Settings::default()).unwrap_err();
+    /// assert!(!bad.is_host_bug());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    #[must_use]
+    pub fn is_host_bug(&self) -> bool {
+        matches!(self, InputError::RouteMismatch { .. })
+    }
+}
+
 /// The relay's configuration and its two pure steps. Immutable once built, `Send + Sync`,
 /// shared by every handler and thread without a lock; holds no sessions and no store.
 ///

@@ -13,8 +13,11 @@ use crate::relay::outcome::Outcome;
 ///
 /// What a host does with each (see also the README's "Retries and redelivery"):
 ///
-/// - [`Input`](RelayError::Input): the webhook is malformed. Answer 400 and perform nothing;
-///   retrying cannot help.
+/// - [`Input`](RelayError::Input) with [`InputError::Identifier`]: the webhook is malformed.
+///   Answer 400 and perform nothing; retrying cannot help.
+/// - [`Input`](RelayError::Input) with [`InputError::RouteMismatch`]: the host's routing handed
+///   the relay another pair's route. That is a bug in the host, not a bad webhook: answer 500
+///   and alert, never a 400 the platform would not retry ([`InputError::is_host_bug`]).
 /// - [`Record`](RelayError::Record) and [`Lookup`](RelayError::Lookup): the store failed.
 ///   Either answer 5xx, perform nothing and let the platform redeliver (the whole message is
 ///   handled again, and nothing was confirmed or forwarded the first time), or perform the
@@ -148,6 +151,23 @@ impl<E> RelayError<E> {
     #[must_use]
     pub fn is_retryable(&self) -> bool {
         !matches!(self, RelayError::Input(_))
+    }
+}
+
+impl<E> FeedbackError<E> {
+    /// Whether applying the same feedback again may succeed: true when the store failed,
+    /// false for a non-canonical identifier.
+    ///
+    /// ```
+    /// use proxy_optout::{Feedback, MemoryStore, Relay};
+    /// let err = Relay::new(MemoryStore::new())
+    ///     .feedback(&Feedback::Refused { from: "P", to: "" })
+    ///     .unwrap_err();
+    /// assert!(!err.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, FeedbackError::Record { .. })
     }
 }
 

@@ -4,7 +4,6 @@
 
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
-use proxy_optout::InputError;
 use proxy_optout_twilio::{FormError, SignatureError, WebhookError};
 
 use crate::backend::DbError;
@@ -142,7 +141,7 @@ fn never(sid: &str, error: Never) -> Response {
                 Some(Counted::Store("session")),
             )
         }
-        Never::Input(e @ InputError::RouteMismatch { .. }) => {
+        Never::Input(e) if e.is_host_bug() => {
             // The server's own routing handed the relay another pair's route: a bug here, not
             // a bad webhook, so not a 400 that Twilio would never retry.
             tracing::error!(error = %e, message_sid = sid, "routing bug");
