@@ -26,12 +26,17 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod conversations;
 mod form;
 mod rest;
 mod signature;
 mod twiml;
 mod webhook;
 
+pub use conversations::{
+    Binding, BindingKind, ConversationAdd, ConversationsError, ConversationsEvent, DeliveryStatus,
+    DeliveryUpdated, MessageAdd, ParticipantEvent, PreEventAnswer, Source,
+};
 pub use form::{Form, FormError, MAX_FORM_BYTES};
 pub use rest::{feedback_from_send, RestError, SendRequest, UNSUBSCRIBED_RECIPIENT};
 pub use signature::{sign, sign_sha256, signed_string, SignatureError, Validator};

@@ -3,6 +3,7 @@
 mod common;
 
 use proptest::prelude::*;
+use proxy_optout_twilio::Form;
 
 const SEEDS: &[&[u8]] = &[
     b"",
@@ -30,8 +31,23 @@ fn seeds() {
     for seed in SEEDS {
         common::form(seed);
         common::validate(seed);
+        common::conversations(seed);
+    }
+    for seed in CONVERSATIONS_SEEDS {
+        common::conversations(seed);
     }
 }
+
+const CONVERSATIONS_SEEDS: &[&[u8]] = &[
+    b"EventType=onMessageAdd&ConversationSid=CH1&Author=%2B1A&Body=STOP&Source=SMS&RetryCount=0",
+    b"EventType=onMessageAdd&ConversationSid=CH1&Body=x",
+    b"EventType=onMessageAdd&ConversationSid=CH1&Author=a&RetryCount=many",
+    b"EventType=onConversationAdd&MessageBody=STOP&MessagingBinding.Address=%2B1A",
+    b"EventType=onParticipantAdded&ConversationSid=CH1&ParticipantSid=MB1&MessagingBinding.Address=",
+    b"EventType=onDeliveryUpdated&ConversationSid=CH1&MessageSid=IM1&ParticipantSid=MB1&Status=FAILED&ErrorCode=21610",
+    b"EventType=onDeliveryUpdated&ConversationSid=CH1&MessageSid=IM1&ParticipantSid=MB1&Status=failed&ErrorCode=x",
+    b"EventType=onSomethingElse",
+];
 
 proptest! {
     #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
@@ -40,6 +56,22 @@ proptest! {
     fn arbitrary_bytes(data in prop::collection::vec(any::<u8>(), 0..300)) {
         common::form(&data);
         common::validate(&data);
+        common::conversations(&data);
+    }
+
+    #[test]
+    fn conversations_shaped_input(
+        event in prop::sample::select(vec!["onMessageAdd", "onConversationAdd", "onParticipantAdded",
+            "onParticipantRemoved", "onDeliveryUpdated", "onOther"]),
+        fields in prop::collection::vec((prop::sample::select(vec!["ConversationSid", "Author", "Body",
+            "ParticipantSid", "Source", "RetryCount", "Media", "MessageBody", "MessagingBinding.Address",
+            "MessagingBinding.ProxyAddress", "MessagingBinding.Type", "MessageSid", "Status", "ErrorCode",
+            "Identity"]), "[ -~]{0,12}"), 0..10),
+    ) {
+        let mut pairs = vec![("EventType".to_owned(), event.to_owned())];
+        pairs.extend(fields.into_iter().map(|(k, v)| (k.to_owned(), v)));
+        let body = Form::from_pairs(pairs).encode();
+        common::conversations(body.as_bytes());
     }
 
     #[test]

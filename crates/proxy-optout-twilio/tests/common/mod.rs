@@ -4,7 +4,8 @@
 #![allow(dead_code)]
 
 use proxy_optout_twilio::{
-    sign, signed_string, Form, FormError, InboundMessage, SignatureError, Validator, MAX_FORM_BYTES,
+    sign, signed_string, ConversationsError, ConversationsEvent, Form, FormError, InboundMessage,
+    SignatureError, Validator, MAX_FORM_BYTES,
 };
 
 /// The form parser never panics; what it accepts re-encodes to a body that parses to the same
@@ -83,4 +84,50 @@ pub fn validate(data: &[u8]) {
             }
         }
     }
+}
+
+/// The Conversations reader never panics; what it reads is what the form holds (field for
+/// field); an error names a parameter the event needs, which is indeed absent or unreadable;
+/// extra parameters Twilio may add change nothing.
+pub fn conversations(data: &[u8]) {
+    let Ok(form) = Form::parse(data) else {
+        return;
+    };
+    let read = ConversationsEvent::from_form(&form);
+    match &read {
+        Ok(ConversationsEvent::MessageAdd(m)) => {
+            assert_eq!(form.get("EventType"), Some("onMessageAdd"));
+            assert_eq!(Some(m.conversation_sid), form.get("ConversationSid"));
+            assert_eq!(Some(m.author), form.get("Author"));
+            assert_eq!(m.body, form.get("Body").unwrap_or(""));
+        }
+        Ok(ConversationsEvent::DeliveryUpdated(d)) => {
+            assert_eq!(Some(d.participant_sid), form.get("ParticipantSid"));
+            assert_eq!(
+                d.is_unsubscribed(),
+                d.status.is_failure() && form.get("ErrorCode") == Some("21610")
+            );
+        }
+        Ok(ConversationsEvent::ParticipantAdded(p) | ConversationsEvent::ParticipantRemoved(p)) => {
+            assert_eq!(
+                p.binding.map(|b| b.address),
+                form.get("MessagingBinding.Address")
+                    .filter(|a| !a.is_empty())
+            );
+        }
+        Ok(_) => {}
+        Err(ConversationsError::Missing { field }) => assert!(form.get(field).is_none(), "{field}"),
+        Err(ConversationsError::Invalid { field, value, .. }) => {
+            assert_eq!(form.get(field), Some(value.as_str()));
+        }
+        Err(e) => panic!("unexpected {e}"),
+    }
+    // An extra parameter (Twilio adds them without notice) reads the same.
+    let mut pairs: Vec<(String, String)> = form
+        .pairs()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+    pairs.push(("SomethingNew".into(), "x".into()));
+    let wider = Form::from_pairs(pairs);
+    assert_eq!(ConversationsEvent::from_form(&wider), read);
 }
