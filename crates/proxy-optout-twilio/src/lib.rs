@@ -28,6 +28,7 @@
 
 mod conversations;
 mod form;
+mod masking;
 mod rest;
 mod signature;
 mod twiml;
@@ -38,6 +39,10 @@ pub use conversations::{
     DeliveryUpdated, MessageAdd, ParticipantEvent, PreEventAnswer, Source,
 };
 pub use form::{Form, FormError, MAX_FORM_BYTES};
+pub use masking::{
+    answer_for, answer_without_binding, opted_out, BindingCache, BindingStore, CachedBinding,
+    ConversationRoute,
+};
 pub use rest::{feedback_from_send, RestError, SendRequest, UNSUBSCRIBED_RECIPIENT};
 pub use signature::{sign, sign_sha256, signed_string, SignatureError, Validator};
 pub use twiml::{escape_into, render, render_messages, ForwardVia, CONTENT_TYPE, EMPTY};
