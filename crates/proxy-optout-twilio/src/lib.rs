@@ -40,8 +40,8 @@ pub use conversations::{
 };
 pub use form::{Form, FormError, MAX_FORM_BYTES};
 pub use masking::{
-    answer_for, answer_without_binding, opted_out, BindingCache, BindingStore, CachedBinding,
-    ConversationRoute,
+    answer_for, answer_without_binding, opted_out, AsyncBindingStore, BindingCache, BindingStore,
+    CachedBinding, ConversationRoute,
 };
 pub use rest::{feedback_from_send, RestError, SendRequest, UNSUBSCRIBED_RECIPIENT};
 pub use signature::{sign, sign_sha256, signed_string, SignatureError, Validator};

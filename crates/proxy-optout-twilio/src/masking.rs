@@ -310,8 +310,10 @@ impl CachedBinding {
 
 /// Where a host keeps the bindings of each conversation's participants, filled from
 /// `onParticipantAdded` and emptied by `onParticipantRemoved`. `onMessageAdd` names only the
-/// participant; this gives its binding (the ledger key) without a REST call. Implement it
-/// over your database to share it between instances; [`BindingCache`] keeps it in memory.
+/// participant; this gives its binding (the ledger key) without a REST call.
+/// [`BindingCache`] keeps them in memory; `proxy-optout-sqlite` (feature `conversations`)
+/// keeps them in its file; [`AsyncBindingStore`] is the same for async stores
+/// (`proxy-optout-postgres`, feature `conversations`, shared by every instance).
 ///
 /// # Example
 ///
@@ -319,18 +321,93 @@ impl CachedBinding {
 /// use proxy_optout_twilio::{BindingCache, BindingStore, CachedBinding};
 /// let cache = BindingCache::new();
 /// let b = CachedBinding { address: "+1A".into(), proxy_address: Some("+1P".into()), kind: Some("sms".into()) };
-/// cache.added("CH1", "MB1", b.clone());
-/// assert_eq!(cache.binding("CH1", "MB1"), Some(b));
+/// cache.added("CH1", "MB1", &b)?;
+/// assert_eq!(cache.binding("CH1", "MB1")?, Some(b));
+/// # Ok::<(), std::convert::Infallible>(())
 /// ```
 pub trait BindingStore {
-    /// A participant joined (`onParticipantAdded`).
-    fn added(&self, conversation_sid: &str, participant_sid: &str, binding: CachedBinding);
+    /// What went wrong.
+    type Error;
+    /// A participant joined (`onParticipantAdded`); a second call for the same participant
+    /// replaces the binding.
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    fn added(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+        binding: &CachedBinding,
+    ) -> Result<(), Self::Error>;
     /// A participant left (`onParticipantRemoved`).
-    fn removed(&self, conversation_sid: &str, participant_sid: &str);
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    fn removed(&self, conversation_sid: &str, participant_sid: &str) -> Result<(), Self::Error>;
     /// One participant's binding.
-    fn binding(&self, conversation_sid: &str, participant_sid: &str) -> Option<CachedBinding>;
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    fn binding(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+    ) -> Result<Option<CachedBinding>, Self::Error>;
     /// Every participant's binding in a conversation (for a chat author's message).
-    fn bindings(&self, conversation_sid: &str) -> Vec<CachedBinding>;
+    ///
+    /// # Errors
+    ///
+    /// The store's.
+    fn bindings(&self, conversation_sid: &str) -> Result<Vec<CachedBinding>, Self::Error>;
+}
+
+/// [`BindingStore`] for async stores: the same calls, awaited; the futures are `Send`.
+///
+/// # Example
+///
+/// ```
+/// use proxy_optout_twilio::{AsyncBindingStore, BindingCache, CachedBinding};
+/// # fn block_on<F: std::future::Future>(f: F) -> F::Output {
+/// #     let mut f = std::pin::pin!(f);
+/// #     let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+/// #     loop { if let std::task::Poll::Ready(v) = f.as_mut().poll(&mut cx) { return v; } }
+/// # }
+/// let cache = BindingCache::new();
+/// let b = CachedBinding { address: "+1A".into(), proxy_address: Some("+1P".into()), kind: None };
+/// block_on(AsyncBindingStore::added(&cache, "CH1", "MB1", &b))?;
+/// assert_eq!(block_on(AsyncBindingStore::bindings(&cache, "CH1"))?, vec![b]);
+/// # Ok::<(), std::convert::Infallible>(())
+/// ```
+pub trait AsyncBindingStore: Sync {
+    /// What went wrong.
+    type Error;
+    /// See [`BindingStore::added`].
+    fn added(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+        binding: &CachedBinding,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+    /// See [`BindingStore::removed`].
+    fn removed(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send;
+    /// See [`BindingStore::binding`].
+    fn binding(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+    ) -> impl std::future::Future<Output = Result<Option<CachedBinding>, Self::Error>> + Send;
+    /// See [`BindingStore::bindings`].
+    fn bindings(
+        &self,
+        conversation_sid: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<CachedBinding>, Self::Error>> + Send;
 }
 
 type Conversations = HashMap<String, HashMap<String, CachedBinding>>;
@@ -343,9 +420,11 @@ type Conversations = HashMap<String, HashMap<String, CachedBinding>>;
 /// ```
 /// use proxy_optout_twilio::{BindingCache, BindingStore, CachedBinding};
 /// let cache = BindingCache::new();
-/// cache.added("CH1", "MB1", CachedBinding { address: "+1A".into(), proxy_address: Some("+1P".into()), kind: None });
-/// cache.removed("CH1", "MB1");
-/// assert!(cache.bindings("CH1").is_empty());
+/// let b = CachedBinding { address: "+1A".into(), proxy_address: Some("+1P".into()), kind: None };
+/// cache.added("CH1", "MB1", &b)?;
+/// cache.removed("CH1", "MB1")?;
+/// assert!(cache.bindings("CH1")?.is_empty());
+/// # Ok::<(), std::convert::Infallible>(())
 /// ```
 #[derive(Debug, Default)]
 pub struct BindingCache {
@@ -381,14 +460,22 @@ impl BindingCache {
 }
 
 impl BindingStore for BindingCache {
-    fn added(&self, conversation_sid: &str, participant_sid: &str, binding: CachedBinding) {
+    type Error = std::convert::Infallible;
+
+    fn added(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+        binding: &CachedBinding,
+    ) -> Result<(), Self::Error> {
         self.lock()
             .entry(conversation_sid.to_owned())
             .or_default()
-            .insert(participant_sid.to_owned(), binding);
+            .insert(participant_sid.to_owned(), binding.clone());
+        Ok(())
     }
 
-    fn removed(&self, conversation_sid: &str, participant_sid: &str) {
+    fn removed(&self, conversation_sid: &str, participant_sid: &str) -> Result<(), Self::Error> {
         let mut all = self.lock();
         if let Some(c) = all.get_mut(conversation_sid) {
             c.remove(participant_sid);
@@ -396,19 +483,78 @@ impl BindingStore for BindingCache {
                 all.remove(conversation_sid);
             }
         }
+        Ok(())
     }
 
-    fn binding(&self, conversation_sid: &str, participant_sid: &str) -> Option<CachedBinding> {
-        self.lock()
+    fn binding(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+    ) -> Result<Option<CachedBinding>, Self::Error> {
+        Ok(self
+            .lock()
             .get(conversation_sid)
             .and_then(|c| c.get(participant_sid))
-            .cloned()
+            .cloned())
     }
 
-    fn bindings(&self, conversation_sid: &str) -> Vec<CachedBinding> {
-        self.lock()
+    fn bindings(&self, conversation_sid: &str) -> Result<Vec<CachedBinding>, Self::Error> {
+        let mut out: Vec<CachedBinding> = self
+            .lock()
             .get(conversation_sid)
             .map(|c| c.values().cloned().collect())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // A stable order, as a database's ORDER BY gives.
+        out.sort_by(|a, b| a.address.cmp(&b.address));
+        Ok(out)
+    }
+}
+
+impl AsyncBindingStore for BindingCache {
+    type Error = std::convert::Infallible;
+
+    fn added(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+        binding: &CachedBinding,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        std::future::ready(BindingStore::added(
+            self,
+            conversation_sid,
+            participant_sid,
+            binding,
+        ))
+    }
+
+    fn removed(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+    ) -> impl std::future::Future<Output = Result<(), Self::Error>> + Send {
+        std::future::ready(BindingStore::removed(
+            self,
+            conversation_sid,
+            participant_sid,
+        ))
+    }
+
+    fn binding(
+        &self,
+        conversation_sid: &str,
+        participant_sid: &str,
+    ) -> impl std::future::Future<Output = Result<Option<CachedBinding>, Self::Error>> + Send {
+        std::future::ready(BindingStore::binding(
+            self,
+            conversation_sid,
+            participant_sid,
+        ))
+    }
+
+    fn bindings(
+        &self,
+        conversation_sid: &str,
+    ) -> impl std::future::Future<Output = Result<Vec<CachedBinding>, Self::Error>> + Send {
+        std::future::ready(BindingStore::bindings(self, conversation_sid))
     }
 }

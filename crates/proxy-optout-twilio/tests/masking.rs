@@ -234,7 +234,7 @@ fn a_chat_authors_message_names_the_sms_participants_who_opted_out() {
         let form = Form::parse(raw).unwrap();
         if let ConversationsEvent::ParticipantAdded(p) = ConversationsEvent::from_form(&form).unwrap() {
             if let Some(b) = p.binding {
-                cache.added(p.conversation_sid, p.participant_sid, CachedBinding::from(&b));
+                cache.added(p.conversation_sid, p.participant_sid, &CachedBinding::from(&b)).unwrap();
             }
         }
     }
@@ -244,7 +244,7 @@ fn a_chat_authors_message_names_the_sms_participants_who_opted_out() {
             OptState::OptedOut,
         )
         .unwrap();
-    let kept = cache.bindings(ch);
+    let kept = cache.bindings(ch).unwrap();
     let bindings: Vec<Binding<'_>> = kept.iter().map(CachedBinding::as_binding).collect();
     let out = opted_out(&core, &bindings, |k| store.state(k)).unwrap();
     assert_eq!(
@@ -252,8 +252,8 @@ fn a_chat_authors_message_names_the_sms_participants_who_opted_out() {
         ["+16505551111"]
     );
     // The one who left is not asked about.
-    cache.removed(ch, "MB1");
-    let kept = cache.bindings(ch);
+    cache.removed(ch, "MB1").unwrap();
+    let kept = cache.bindings(ch).unwrap();
     let bindings: Vec<Binding<'_>> = kept.iter().map(CachedBinding::as_binding).collect();
     assert!(opted_out(&core, &bindings, |k| store.state(k))
         .unwrap()
@@ -264,7 +264,9 @@ fn a_chat_authors_message_names_the_sms_participants_who_opted_out() {
 fn a_21610_receipt_opts_the_recipient_out_through_the_relay() {
     let relay = Relay::new(MemoryStore::new());
     let cache = BindingCache::new();
-    cache.added("CH1", "MB1", CachedBinding::from(&SMS));
+    cache
+        .added("CH1", "MB1", &CachedBinding::from(&SMS))
+        .unwrap();
     let form = Form::parse(b"EventType=onDeliveryUpdated&ConversationSid=CH1&MessageSid=IM1&ParticipantSid=MB1&ChannelMessageSid=SM1&Status=failed&ErrorCode=21610").unwrap();
     let ConversationsEvent::DeliveryUpdated(d) = ConversationsEvent::from_form(&form).unwrap()
     else {
@@ -272,6 +274,7 @@ fn a_21610_receipt_opts_the_recipient_out_through_the_relay() {
     };
     let kept = cache
         .binding(d.conversation_sid, d.participant_sid)
+        .unwrap()
         .unwrap();
     let feedback = d.feedback(&kept.as_binding()).unwrap();
     assert!(relay.feedback(&feedback).unwrap().is_recorded());

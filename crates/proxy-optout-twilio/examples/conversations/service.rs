@@ -171,7 +171,12 @@ async fn pre(
             }
             let answer = match m.source {
                 Source::Sms | Source::WhatsApp => {
-                    match service.bindings.binding(m.conversation_sid, &participant) {
+                    match service
+                        .bindings
+                        .binding(m.conversation_sid, &participant)
+                        .ok()
+                        .flatten()
+                    {
                         Some(kept) => {
                             match ConversationRoute::new(m.conversation_sid, &kept.as_binding()) {
                                 Ok(route) => relay_message(&service, &route, route.inbound(&m)),
@@ -186,7 +191,10 @@ async fn pre(
                 }
                 _ => {
                     // A chat author: learn before publishing whom the message cannot reach.
-                    let kept = service.bindings.bindings(m.conversation_sid);
+                    let kept = service
+                        .bindings
+                        .bindings(m.conversation_sid)
+                        .unwrap_or_default();
                     let bindings: Vec<Binding<'_>> =
                         kept.iter().map(CachedBinding::as_binding).collect();
                     let store = service.relay.store();
@@ -235,20 +243,20 @@ async fn post_event(
     match ConversationsEvent::from_form(&form) {
         Ok(ConversationsEvent::ParticipantAdded(p)) => {
             if let Some(b) = p.binding {
-                service.bindings.added(
+                let _ = service.bindings.added(
                     p.conversation_sid,
                     p.participant_sid,
-                    CachedBinding::from(&b),
+                    &CachedBinding::from(&b),
                 );
             }
         }
         Ok(ConversationsEvent::ParticipantRemoved(p)) => {
-            service
+            let _ = service
                 .bindings
                 .removed(p.conversation_sid, p.participant_sid);
         }
         Ok(ConversationsEvent::DeliveryUpdated(d)) => {
-            if let Some(kept) = service
+            if let Ok(Some(kept)) = service
                 .bindings
                 .binding(d.conversation_sid, d.participant_sid)
             {
