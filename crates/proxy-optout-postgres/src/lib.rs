@@ -31,7 +31,7 @@ pub use tokio_postgres;
 use tokio_postgres::NoTls;
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
 /// The schema, version 1 (created in the configured PostgreSQL schema).
 pub const SCHEMA: &str = "
@@ -59,6 +59,20 @@ CREATE INDEX processed_messages_by_age ON processed_messages (processed_at);
 /// throughput, measured with pgbench on this project's machine). Like every function of the
 /// schema it is replaced on each connect, so it always matches the running build.
 pub const SCHEMA_V2: &str = FUNCTIONS;
+
+/// Schema version 3: the messaging bindings of Conversations participants (feature
+/// `conversations`: `PgStore` is then a `proxy_optout_twilio::AsyncBindingStore`, shared by
+/// every instance).
+pub const SCHEMA_V3: &str = "
+CREATE TABLE conversation_bindings (
+    conversation_sid TEXT NOT NULL,
+    participant_sid  TEXT NOT NULL,
+    address          TEXT NOT NULL,
+    proxy_address    TEXT,
+    kind             TEXT,
+    PRIMARY KEY (conversation_sid, participant_sid)
+);
+";
 
 const FUNCTIONS: &str = "
 DROP FUNCTION IF EXISTS proxy_optout_claim(TEXT, FLOAT8);
@@ -474,7 +488,7 @@ impl PgStore {
             from => {
                 let from = from.unwrap_or(0);
                 // Version 2 adds functions only; they are (re)created below.
-                for (version, sql) in [(1, SCHEMA), (2, "")] {
+                for (version, sql) in [(1, SCHEMA), (2, ""), (3, SCHEMA_V3)] {
                     if version > from {
                         tx.batch_execute(sql).await?;
                         tx.execute(
@@ -655,6 +669,130 @@ impl AsyncOptOutStore for PgStore {
         key: LedgerKey<'_>,
     ) -> impl Future<Output = Result<OptState, StoreError>> + Send {
         self.state_now(key)
+    }
+}
+
+#[cfg(feature = "conversations")]
+mod conversations {
+    use std::future::Future;
+
+    use proxy_optout_twilio::{AsyncBindingStore, CachedBinding};
+
+    use super::{PgStore, StoreError};
+
+    fn binding(r: &tokio_postgres::Row) -> CachedBinding {
+        CachedBinding {
+            address: r.get(0),
+            proxy_address: r.get(1),
+            kind: r.get(2),
+        }
+    }
+
+    /// The Conversations participants' bindings, in the database every instance shares.
+    ///
+    /// ```no_run
+    /// use proxy_optout_twilio::{AsyncBindingStore, CachedBinding};
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// let b = CachedBinding { address: "+1A".into(), proxy_address: Some("+1P".into()), kind: Some("sms".into()) };
+    /// store.added("CH1", "MB1", &b).await?;
+    /// assert_eq!(store.binding("CH1", "MB1").await?, Some(b));
+    /// # Ok(()) }
+    /// ```
+    impl AsyncBindingStore for PgStore {
+        type Error = StoreError;
+
+        fn added(
+            &self,
+            conversation_sid: &str,
+            participant_sid: &str,
+            b: &CachedBinding,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            let (c, p, b) = (
+                conversation_sid.to_owned(),
+                participant_sid.to_owned(),
+                b.clone(),
+            );
+            async move {
+                let client = self.pool.get().await?;
+                let stmt = client
+                    .prepare_cached(
+                        "INSERT INTO conversation_bindings
+                           (conversation_sid, participant_sid, address, proxy_address, kind)
+                         VALUES ($1, $2, $3, $4, $5)
+                         ON CONFLICT (conversation_sid, participant_sid) DO UPDATE SET
+                           address = excluded.address, proxy_address = excluded.proxy_address,
+                           kind = excluded.kind",
+                    )
+                    .await?;
+                client
+                    .execute(&stmt, &[&c, &p, &b.address, &b.proxy_address, &b.kind])
+                    .await?;
+                Ok(())
+            }
+        }
+
+        fn removed(
+            &self,
+            conversation_sid: &str,
+            participant_sid: &str,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            let (c, p) = (conversation_sid.to_owned(), participant_sid.to_owned());
+            async move {
+                let client = self.pool.get().await?;
+                client
+                    .execute(
+                        "DELETE FROM conversation_bindings WHERE conversation_sid = $1 AND participant_sid = $2",
+                        &[&c, &p],
+                    )
+                    .await?;
+                Ok(())
+            }
+        }
+
+        fn binding(
+            &self,
+            conversation_sid: &str,
+            participant_sid: &str,
+        ) -> impl Future<Output = Result<Option<CachedBinding>, StoreError>> + Send {
+            let (c, p) = (conversation_sid.to_owned(), participant_sid.to_owned());
+            async move {
+                let client = self.pool.get().await?;
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT address, proxy_address, kind FROM conversation_bindings
+                         WHERE conversation_sid = $1 AND participant_sid = $2",
+                    )
+                    .await?;
+                Ok(client
+                    .query_opt(&stmt, &[&c, &p])
+                    .await?
+                    .as_ref()
+                    .map(binding))
+            }
+        }
+
+        fn bindings(
+            &self,
+            conversation_sid: &str,
+        ) -> impl Future<Output = Result<Vec<CachedBinding>, StoreError>> + Send {
+            let c = conversation_sid.to_owned();
+            async move {
+                let client = self.pool.get().await?;
+                let stmt = client
+                    .prepare_cached(
+                        "SELECT address, proxy_address, kind FROM conversation_bindings
+                         WHERE conversation_sid = $1 ORDER BY address",
+                    )
+                    .await?;
+                Ok(client
+                    .query(&stmt, &[&c])
+                    .await?
+                    .iter()
+                    .map(binding)
+                    .collect())
+            }
+        }
     }
 }
 

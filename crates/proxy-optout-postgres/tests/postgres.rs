@@ -383,3 +383,48 @@ async fn a_newer_schema_is_refused() {
     assert!(matches!(err, StoreError::Config(_)), "{err}");
     drop_schema(&schema).await;
 }
+
+#[cfg(feature = "conversations")]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conversation_bindings_are_shared_by_every_instance() {
+    use proxy_optout_twilio::{AsyncBindingStore, CachedBinding};
+    let schema = format!("bindings_{}", std::process::id());
+    drop_schema(&schema).await;
+    let (a, b) = (store(&schema, "a").await, store(&schema, "b").await);
+    let rider = CachedBinding {
+        address: "+16505551111".into(),
+        proxy_address: Some("+15550000100".into()),
+        kind: Some("sms".into()),
+    };
+    let driver = CachedBinding {
+        address: "+16505552222".into(),
+        ..rider.clone()
+    };
+    a.added("CH1", "MB1", &rider).await.unwrap();
+    a.added("CH1", "MB2", &driver).await.unwrap();
+    a.added("CH2", "MB3", &driver).await.unwrap();
+    // What one instance learnt from onParticipantAdded, the other reads.
+    assert_eq!(b.binding("CH1", "MB1").await.unwrap(), Some(rider.clone()));
+    assert_eq!(
+        b.bindings("CH1").await.unwrap(),
+        vec![rider.clone(), driver.clone()]
+    );
+    // Added again (a redelivered webhook): replaced, not doubled.
+    let moved = CachedBinding {
+        proxy_address: Some("+15550000101".into()),
+        ..rider.clone()
+    };
+    b.added("CH1", "MB1", &moved).await.unwrap();
+    assert_eq!(
+        a.bindings("CH1").await.unwrap(),
+        vec![moved, driver.clone()]
+    );
+    b.removed("CH1", "MB1").await.unwrap();
+    assert_eq!(a.binding("CH1", "MB1").await.unwrap(), None);
+    assert_eq!(a.bindings("CH2").await.unwrap(), vec![driver]);
+    drop_schema(&schema).await;
+}

@@ -27,7 +27,7 @@ use proxy_optout::{LedgerKey, OptOutStore, OptState};
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// The schema, version 1.
 pub const SCHEMA: &str = "
@@ -52,6 +52,19 @@ CREATE TABLE proxy_optout_sync (
     id INTEGER NOT NULL PRIMARY KEY CHECK (id = 1),
     n  INTEGER NOT NULL
 );
+";
+
+/// Schema version 3: the messaging bindings of Conversations participants (feature
+/// `conversations`: `SqliteStore` is then a `proxy_optout_twilio::BindingStore`).
+pub const SCHEMA_V3: &str = "
+CREATE TABLE conversation_bindings (
+    conversation_sid TEXT NOT NULL,
+    participant_sid  TEXT NOT NULL,
+    address          TEXT NOT NULL,
+    proxy_address    TEXT,
+    kind             TEXT,
+    PRIMARY KEY (conversation_sid, participant_sid)
+) WITHOUT ROWID;
 ";
 
 /// What went wrong, typed so a host can answer (503 so the platform retries, an alert for an
@@ -841,7 +854,7 @@ fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
     // Re-read inside the write lock: another process may have migrated meanwhile.
     let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version == from {
-        for (to, sql) in [(1, SCHEMA), (2, SCHEMA_V2)] {
+        for (to, sql) in [(1, SCHEMA), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
             if to > version {
                 tx.execute_batch(sql)?;
             }
@@ -903,6 +916,106 @@ mod asynchronous {
         ) -> impl Future<Output = Result<OptState, StoreError>> + Send {
             let key = key.to_owned();
             self.blocking(move |s| s.state_now(key.as_key()))
+        }
+    }
+}
+
+#[cfg(feature = "conversations")]
+mod conversations {
+    use proxy_optout_twilio::{BindingStore, CachedBinding};
+    use rusqlite::{params, OptionalExtension};
+
+    use super::{SqliteStore, StoreError};
+
+    /// The Conversations participants' bindings, in the store's file: shared by everything
+    /// that opens it, kept across restarts.
+    ///
+    /// ```
+    /// use proxy_optout_twilio::{BindingStore, CachedBinding};
+    /// let dir = tempfile::tempdir()?;
+    /// let store = proxy_optout_sqlite::SqliteStore::open(dir.path().join("l.db"))?;
+    /// let b = CachedBinding { address: "+1A".into(), proxy_address: Some("+1P".into()), kind: Some("sms".into()) };
+    /// store.added("CH1", "MB1", &b)?;
+    /// assert_eq!(store.binding("CH1", "MB1")?, Some(b));
+    /// store.removed("CH1", "MB1")?;
+    /// assert!(store.bindings("CH1")?.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    impl BindingStore for SqliteStore {
+        type Error = StoreError;
+
+        fn added(
+            &self,
+            conversation_sid: &str,
+            participant_sid: &str,
+            binding: &CachedBinding,
+        ) -> Result<(), StoreError> {
+            self.with_connection(|c| {
+                c.prepare_cached(
+                    "INSERT INTO conversation_bindings
+                       (conversation_sid, participant_sid, address, proxy_address, kind)
+                     VALUES (?1, ?2, ?3, ?4, ?5)
+                     ON CONFLICT (conversation_sid, participant_sid) DO UPDATE SET
+                       address = excluded.address, proxy_address = excluded.proxy_address,
+                       kind = excluded.kind",
+                )?
+                .execute(params![
+                    conversation_sid,
+                    participant_sid,
+                    binding.address,
+                    binding.proxy_address,
+                    binding.kind
+                ])
+                .map(|_| ())
+            })
+        }
+
+        fn removed(&self, conversation_sid: &str, participant_sid: &str) -> Result<(), StoreError> {
+            self.with_connection(|c| {
+                c.prepare_cached(
+                    "DELETE FROM conversation_bindings WHERE conversation_sid = ?1 AND participant_sid = ?2",
+                )?
+                .execute(params![conversation_sid, participant_sid])
+                .map(|_| ())
+            })
+        }
+
+        fn binding(
+            &self,
+            conversation_sid: &str,
+            participant_sid: &str,
+        ) -> Result<Option<CachedBinding>, StoreError> {
+            self.with_connection(|c| {
+                c.prepare_cached(
+                    "SELECT address, proxy_address, kind FROM conversation_bindings
+                     WHERE conversation_sid = ?1 AND participant_sid = ?2",
+                )?
+                .query_row(params![conversation_sid, participant_sid], |r| {
+                    Ok(CachedBinding {
+                        address: r.get(0)?,
+                        proxy_address: r.get(1)?,
+                        kind: r.get(2)?,
+                    })
+                })
+                .optional()
+            })
+        }
+
+        fn bindings(&self, conversation_sid: &str) -> Result<Vec<CachedBinding>, StoreError> {
+            self.with_connection(|c| {
+                c.prepare_cached(
+                    "SELECT address, proxy_address, kind FROM conversation_bindings
+                     WHERE conversation_sid = ?1 ORDER BY address",
+                )?
+                .query_map(params![conversation_sid], |r| {
+                    Ok(CachedBinding {
+                        address: r.get(0)?,
+                        proxy_address: r.get(1)?,
+                        kind: r.get(2)?,
+                    })
+                })?
+                .collect()
+            })
         }
     }
 }

@@ -58,3 +58,37 @@ fn sqlite_passes_the_sync_kit() {
 async fn sqlite_passes_the_async_kit() {
     check_async_store(&Files::new()).await;
 }
+
+#[cfg(feature = "conversations")]
+#[test]
+fn conversation_bindings_are_kept_in_the_file_across_reopening() {
+    use proxy_optout_twilio::{BindingStore, CachedBinding};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ledger.db");
+    let rider = CachedBinding {
+        address: "+16505551111".into(),
+        proxy_address: Some("+15550000100".into()),
+        kind: Some("sms".into()),
+    };
+    let chat = CachedBinding {
+        address: "driver-7".into(),
+        proxy_address: None,
+        kind: Some("chat".into()),
+    };
+    {
+        let store = proxy_optout_sqlite::SqliteStore::open(&path).unwrap();
+        store.added("CH1", "MB1", &rider).unwrap();
+        store.added("CH1", "MB2", &chat).unwrap();
+        store.added("CH1", "MB1", &rider).unwrap(); // redelivered: replaced, not doubled
+    }
+    let store = proxy_optout_sqlite::SqliteStore::open(&path).unwrap();
+    assert_eq!(
+        store.bindings("CH1").unwrap(),
+        vec![rider.clone(), chat.clone()]
+    ); // by address
+    assert_eq!(store.binding("CH1", "MB1").unwrap(), Some(rider));
+    store.removed("CH1", "MB1").unwrap();
+    assert_eq!(store.binding("CH1", "MB1").unwrap(), None);
+    assert_eq!(store.bindings("CH2").unwrap(), vec![]);
+    assert_eq!(store.bindings("CH1").unwrap(), vec![chat]);
+}

@@ -1,5 +1,6 @@
 //! The Conversations masking service of the example: the pre-event and post-event webhooks,
-//! answered with Proxy's opt-out rules, on a SQLite ledger. The example's `main` serves it;
+//! answered with Proxy's opt-out rules, with the ledger and the participants' bindings in
+//! one SQLite file. The example's `main` serves it;
 //! the test `tests/conversations_service.rs` includes this file and drives it over loopback
 //! with requests signed by twilio-python.
 #![allow(dead_code)]
@@ -16,8 +17,8 @@ use axum::Router;
 use proxy_optout::{CarrierMode, Relay, RelayCore};
 use proxy_optout_sqlite::SqliteStore;
 use proxy_optout_twilio::{
-    answer_for, answer_without_binding, opted_out, Binding, BindingCache, BindingStore,
-    CachedBinding, ConversationRoute, ConversationsEvent, Form, PreEventAnswer, Source, Validator,
+    answer_for, answer_without_binding, opted_out, Binding, BindingStore, CachedBinding,
+    ConversationRoute, ConversationsEvent, Form, PreEventAnswer, Source, Validator,
 };
 
 /// Where Conversations posts the pre-event and post-event webhooks.
@@ -37,7 +38,8 @@ type Handled = (String, u16, String);
 
 pub struct Service {
     relay: Relay<SqliteStore>,
-    bindings: BindingCache,
+    /// The participants' bindings, in the same file as the ledger.
+    bindings: SqliteStore,
     validator: Validator,
     public_url: String,
     /// The last message handled per (conversation, participant), with its answer: a pre-event
@@ -49,8 +51,8 @@ pub struct Service {
 impl Service {
     pub fn new(store: SqliteStore, auth_token: &str, public_url: &str, mode: CarrierMode) -> Self {
         Service {
+            bindings: store.clone(),
             relay: Relay::new(store).with_core(RelayCore::new().with_mode(mode)),
-            bindings: BindingCache::new(),
             validator: Validator::new(auth_token),
             public_url: public_url.trim_end_matches('/').to_owned(),
             last: Mutex::default(),
