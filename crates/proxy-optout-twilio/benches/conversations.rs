@@ -8,6 +8,8 @@
 //! upper-cased body looked up in a keyword list). Both must reject the STOP and publish an
 //! ordinary message inside the timed loop. Conversations waits 5 seconds for the answer.
 
+mod naive;
+
 use std::collections::BTreeMap;
 use std::hint::black_box;
 use std::time::Duration;
@@ -53,22 +55,7 @@ fn naive(body: &str, signature: &str) -> Option<bool> {
     let mut params: BTreeMap<String, String> = BTreeMap::new();
     for pair in body.split('&') {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-        let decode = |s: &str| -> String {
-            let s = s.replace('+', " ");
-            let mut out = Vec::new();
-            let b = s.as_bytes();
-            let mut i = 0;
-            while i < b.len() {
-                if b[i] == b'%' {
-                    out.push(u8::from_str_radix(&s[i + 1..i + 3], 16).unwrap());
-                    i += 3;
-                } else {
-                    out.push(b[i]);
-                    i += 1;
-                }
-            }
-            String::from_utf8(out).unwrap()
-        };
+        let decode = naive::decode;
         params.insert(decode(k), decode(v));
     }
     let mut data = URL.to_string();
