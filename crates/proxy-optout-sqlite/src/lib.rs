@@ -24,6 +24,9 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proxy_optout::{LedgerKey, OptOutStore, OptState};
+// The driver this crate's API shows (`with_connection`, `StoreError`'s sources), so a host uses
+// exactly the version the store was built with.
+pub use rusqlite;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 /// The schema version this crate writes and reads.

@@ -11,7 +11,7 @@ use proxy_optout_twilio::{RestError, UNSUBSCRIBED_RECIPIENT};
 /// A boxed, `Send` future (the trait is used as `Arc<dyn Sender>`).
 ///
 /// ```
-/// use proxy_relay::{Outgoing, SendFuture, Sent};
+/// use proxy_optout_host::{Outgoing, SendFuture, Sent};
 /// fn accept(_: &Outgoing) -> SendFuture<'_, Sent> { Box::pin(async { Ok(Sent::Accepted { sid: None }) }) }
 /// # let _ = accept;
 /// ```
@@ -20,7 +20,7 @@ pub type SendFuture<'a, T> = Pin<Box<dyn Future<Output = Result<T, SendError>> +
 /// One message to send.
 ///
 /// ```
-/// let m = proxy_relay::Outgoing {
+/// let m = proxy_optout_host::Outgoing {
 ///     from: "+15550000100".into(), to: "+15552220002".into(), body: "on my way".into(),
 ///     attempt: "SM123-forward".into(),
 /// };
@@ -41,7 +41,7 @@ pub struct Outgoing {
 /// What the provider said about a send.
 ///
 /// ```
-/// assert!(proxy_relay::Sent::Refused { code: 21610 }.is_unsubscribed());
+/// assert!(proxy_optout_host::Sent::Refused { code: 21610 }.is_unsubscribed());
 /// ```
 #[non_exhaustive]
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -62,7 +62,7 @@ impl Sent {
     /// Whether this is a 21610 refusal, which the ledger must learn.
     ///
     /// ```
-    /// assert!(!proxy_relay::Sent::Accepted { sid: None }.is_unsubscribed());
+    /// assert!(!proxy_optout_host::Sent::Accepted { sid: None }.is_unsubscribed());
     /// ```
     #[must_use]
     pub fn is_unsubscribed(&self) -> bool {
@@ -74,7 +74,7 @@ impl Sent {
 /// could text the person twice.
 ///
 /// ```
-/// let e = proxy_relay::SendError::Unknown { reason: "timed out after 5s".into() };
+/// let e = proxy_optout_host::SendError::Unknown { reason: "timed out after 5s".into() };
 /// assert!(e.may_have_been_sent());
 /// assert_eq!(e.to_string(), "the provider may have accepted the message: timed out after 5s");
 /// ```
@@ -109,7 +109,7 @@ impl SendError {
     /// Whether the provider may have accepted the message.
     ///
     /// ```
-    /// assert!(!proxy_relay::SendError::NotSent { reason: "connection refused".into() }.may_have_been_sent());
+    /// assert!(!proxy_optout_host::SendError::NotSent { reason: "connection refused".into() }.may_have_been_sent());
     /// ```
     #[must_use]
     pub fn may_have_been_sent(&self) -> bool {
@@ -122,8 +122,8 @@ impl SendError {
 /// [`lookup`](Sender::lookup) before sending again a message whose fate is unknown.
 ///
 /// ```
-/// use proxy_relay::{LogSender, Outgoing, Sender, Sent};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), proxy_relay::SendError> {
+/// use proxy_optout_host::{LogSender, Outgoing, Sender, Sent};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), proxy_optout_host::SendError> {
 /// let m = Outgoing { from: "+1P".into(), to: "+1B".into(), body: "hi".into(), attempt: "k".into() };
 /// assert_eq!(LogSender.send(&m).await?, Sent::Accepted { sid: None });
 /// # Ok(()) }
@@ -157,8 +157,8 @@ pub trait Sender: Send + Sync + 'static {
 /// reports it accepted: the default, so the server runs with no account.
 ///
 /// ```
-/// use proxy_relay::Sender;
-/// assert_eq!(proxy_relay::LogSender.name(), "log");
+/// use proxy_optout_host::Sender;
+/// assert_eq!(proxy_optout_host::LogSender.name(), "log");
 /// ```
 #[derive(Clone, Copy, Debug, Default)]
 pub struct LogSender;
@@ -186,8 +186,8 @@ impl Sender for LogSender {
 /// demo uses it; tests of a host's own wiring can too).
 ///
 /// ```
-/// use proxy_relay::{MemorySender, Outgoing, Sender, Sent};
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), proxy_relay::SendError> {
+/// use proxy_optout_host::{MemorySender, Outgoing, Sender, Sent};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), proxy_optout_host::SendError> {
 /// let s = MemorySender::new();
 /// s.refuse("+1B");
 /// let m = Outgoing { from: "+1P".into(), to: "+1B".into(), body: "hi".into(), attempt: "k".into() };
@@ -205,7 +205,7 @@ impl MemorySender {
     /// An empty sender.
     ///
     /// ```
-    /// assert!(proxy_relay::MemorySender::new().sent().is_empty());
+    /// assert!(proxy_optout_host::MemorySender::new().sent().is_empty());
     /// ```
     #[must_use]
     pub fn new() -> Self {
@@ -215,7 +215,7 @@ impl MemorySender {
     /// Refuse sends to `recipient` with 21610 from now on.
     ///
     /// ```
-    /// proxy_relay::MemorySender::new().refuse("+1B");
+    /// proxy_optout_host::MemorySender::new().refuse("+1B");
     /// ```
     pub fn refuse(&self, recipient: &str) {
         lock(&self.refused).push(recipient.to_owned());
@@ -224,7 +224,7 @@ impl MemorySender {
     /// What was accepted so far.
     ///
     /// ```
-    /// assert!(proxy_relay::MemorySender::new().sent().is_empty());
+    /// assert!(proxy_optout_host::MemorySender::new().sent().is_empty());
     /// ```
     #[must_use]
     pub fn sent(&self) -> Vec<Outgoing> {
@@ -292,10 +292,10 @@ impl Sender for MemorySender {
 /// message.
 ///
 /// ```
-/// let s = proxy_relay::TwilioSender::new("https://api.twilio.com", "AC123", "token")?
+/// let s = proxy_optout_host::TwilioSender::new("https://api.twilio.com", "AC123", "token")?
 ///     .status_callback("https://relay.example.com/twilio/status");
 /// # let _ = s;
-/// # Ok::<(), proxy_relay::ConfigError>(())
+/// # Ok::<(), proxy_optout_host::ClientError>(())
 /// ```
 #[derive(Clone)]
 pub struct TwilioSender {
@@ -321,10 +321,25 @@ impl std::fmt::Debug for TwilioSender {
     }
 }
 
+/// The HTTP client of a [`TwilioSender`] could not be built.
+///
+/// ```
+/// let e = proxy_optout_host::ClientError { url: "https://api.twilio.com".into(), reason: "no TLS roots".into() };
+/// assert_eq!(e.to_string(), "cannot build the HTTP client for https://api.twilio.com: no TLS roots");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("cannot build the HTTP client for {url}: {reason}")]
+pub struct ClientError {
+    /// The base URL asked for.
+    pub url: String,
+    /// What failed.
+    pub reason: String,
+}
+
 /// The per-attempt timeout for a send.
 ///
 /// ```
-/// assert_eq!(proxy_relay::SEND_TIMEOUT.as_secs(), 5);
+/// assert_eq!(proxy_optout_host::SEND_TIMEOUT.as_secs(), 5);
 /// ```
 pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -332,7 +347,7 @@ pub const SEND_TIMEOUT: Duration = Duration::from_secs(5);
 /// is journaled and tried again later, never dropped.
 ///
 /// ```
-/// assert_eq!(proxy_relay::SEND_ATTEMPTS, 3);
+/// assert_eq!(proxy_optout_host::SEND_ATTEMPTS, 3);
 /// ```
 pub const SEND_ATTEMPTS: u32 = 3;
 
@@ -341,22 +356,25 @@ impl TwilioSender {
     ///
     /// # Errors
     ///
-    /// [`ConfigError`](crate::ConfigError) when the HTTP client cannot be built.
+    /// [`ClientError`] when the HTTP client cannot be built (no TLS roots, say).
     ///
     /// ```
-    /// let s = proxy_relay::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
+    /// let s = proxy_optout_host::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
     /// # let _ = s;
-    /// # Ok::<(), proxy_relay::ConfigError>(())
+    /// # Ok::<(), proxy_optout_host::ClientError>(())
     /// ```
     pub fn new(
         base_url: &str,
         account_sid: &str,
         auth_token: &str,
-    ) -> Result<Self, crate::ConfigError> {
+    ) -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .connect_timeout(SEND_TIMEOUT)
             .build()
-            .map_err(|e| crate::ConfigError::new("twilio-api-url", e.to_string()))?;
+            .map_err(|e| ClientError {
+                url: base_url.to_owned(),
+                reason: e.to_string(),
+            })?;
         Ok(TwilioSender {
             client,
             url: format!(
@@ -376,10 +394,10 @@ impl TwilioSender {
     /// account SID stays in the URL).
     ///
     /// ```
-    /// # let s = proxy_relay::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
+    /// # let s = proxy_optout_host::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
     /// let s = s.api_key("SK0123", "secret");
     /// # let _ = s;
-    /// # Ok::<(), proxy_relay::ConfigError>(())
+    /// # Ok::<(), proxy_optout_host::ClientError>(())
     /// ```
     #[must_use]
     pub fn api_key(mut self, key: &str, secret: &str) -> Self {
@@ -391,10 +409,10 @@ impl TwilioSender {
     /// Ask Twilio to post delivery updates to `url` (a later 21610 arrives there).
     ///
     /// ```
-    /// # let s = proxy_relay::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
+    /// # let s = proxy_optout_host::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
     /// let s = s.status_callback("https://relay.example.com/twilio/status");
     /// # let _ = s;
-    /// # Ok::<(), proxy_relay::ConfigError>(())
+    /// # Ok::<(), proxy_optout_host::ClientError>(())
     /// ```
     #[must_use]
     pub fn status_callback(mut self, url: impl Into<String>) -> Self {
@@ -406,10 +424,10 @@ impl TwilioSender {
     ///
     /// ```
     /// # use std::time::Duration;
-    /// # let s = proxy_relay::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
+    /// # let s = proxy_optout_host::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
     /// let s = s.timeout(Duration::from_secs(2));
     /// # let _ = s;
-    /// # Ok::<(), proxy_relay::ConfigError>(())
+    /// # Ok::<(), proxy_optout_host::ClientError>(())
     /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
@@ -550,46 +568,3 @@ impl Sender for TwilioSender {
     }
 }
 
-/// The sender a configuration asks for; a Twilio sender asks for delivery updates at
-/// `public_url` + [`STATUS_CALLBACK_PATH`](crate::STATUS_CALLBACK_PATH).
-///
-/// # Errors
-///
-/// [`ConfigError`](crate::ConfigError) when the HTTP client cannot be built.
-///
-/// ```
-/// # let dir = tempfile::tempdir()?;
-/// # let db = dir.path().join("r.db");
-/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
-/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
-/// let sender = proxy_relay::sender_for(&config, "https://relay.example.com")?;
-/// assert_eq!(sender.name(), "log");
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-pub fn sender_for(
-    config: &crate::Config,
-    public_url: &str,
-) -> Result<std::sync::Arc<dyn Sender>, crate::ConfigError> {
-    use crate::config::SenderConfig;
-    Ok(match &config.sender {
-        SenderConfig::Log => std::sync::Arc::new(LogSender),
-        SenderConfig::Twilio {
-            api_url,
-            account_sid,
-            api_key,
-            timeout,
-            ..
-        } => {
-            let mut sender = TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])?;
-            if let Some((key, secret)) = api_key {
-                sender = sender.api_key(key, secret);
-            }
-            std::sync::Arc::new(
-                sender
-                    .status_callback(format!("{public_url}{}", crate::STATUS_CALLBACK_PATH))
-                    .timeout(*timeout),
-            )
-        }
-    })
-}

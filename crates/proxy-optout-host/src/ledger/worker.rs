@@ -1,4 +1,4 @@
-//! One thread that owns the SQLite store and runs every call of the server on it, in arrival
+//! One thread that owns the SQLite store and runs every call of the pipeline (and the host's own, through `SqliteLedger::call`) on it, in arrival
 //! order.
 //!
 //! SQLite takes one writer at a time and the store's connection sits behind a mutex, so
@@ -12,12 +12,14 @@ use std::sync::mpsc;
 
 use proxy_optout_sqlite::SqliteStore;
 
-use super::DbError;
+use std::path::{Path, PathBuf};
+
+use super::LedgerError;
 
 type Job = Box<dyn FnOnce(&SqliteStore) + Send>;
 /// A durable call: runs, and returns what to do once the batch's sync is known.
 type Durable = Box<dyn FnOnce(&SqliteStore) -> Settle + Send>;
-type Settle = Box<dyn FnOnce(&SqliteStore, Result<(), DbError>) + Send>;
+type Settle = Box<dyn FnOnce(&SqliteStore, Result<(), LedgerError>) + Send>;
 
 /// The most durable calls one sync covers.
 const BATCH: usize = 128;
@@ -31,6 +33,7 @@ enum Order {
 
 pub(crate) struct DbWorker {
     orders: mpsc::Sender<Order>,
+    path: PathBuf,
 }
 
 impl std::fmt::Debug for DbWorker {
@@ -39,19 +42,20 @@ impl std::fmt::Debug for DbWorker {
     }
 }
 
-fn stopped() -> DbError {
-    DbError::Task("the database is closed (the server is shutting down)".into())
+fn stopped() -> LedgerError {
+    LedgerError::Closed
 }
 
 impl DbWorker {
     /// Starts the thread, which opens the store with `open` and then serves calls.
     pub(crate) async fn spawn(
-        open: impl FnOnce() -> Result<SqliteStore, DbError> + Send + 'static,
-    ) -> Result<DbWorker, DbError> {
+        path: PathBuf,
+        open: impl FnOnce() -> Result<SqliteStore, LedgerError> + Send + 'static,
+    ) -> Result<DbWorker, LedgerError> {
         let (orders, queue) = mpsc::channel::<Order>();
         let (opened, ready) = tokio::sync::oneshot::channel();
         std::thread::Builder::new()
-            .name("proxy-relay-sqlite".into())
+            .name("proxy-optout-sqlite".into())
             .spawn(move || {
                 let store = match open() {
                     Ok(store) => {
@@ -94,18 +98,18 @@ impl DbWorker {
                     finish(&store, &mut settle);
                 }
             })
-            .map_err(|e| DbError::Task(format!("cannot start the database thread: {e}")))?;
+            .map_err(|e| LedgerError::Task(format!("cannot start the database thread: {e}")))?;
         ready
             .await
-            .map_err(|_| DbError::Task("the database thread stopped while opening".into()))??;
-        Ok(DbWorker { orders })
+            .map_err(|_| LedgerError::Task("the database thread stopped while opening".into()))??;
+        Ok(DbWorker { orders, path })
     }
 
     /// Runs `f` on the database thread and waits (asynchronously) for its result.
     pub(crate) async fn run<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteStore) -> Result<T, DbError> + Send + 'static,
-    ) -> Result<T, DbError> {
+        f: impl FnOnce(&SqliteStore) -> Result<T, LedgerError> + Send + 'static,
+    ) -> Result<T, LedgerError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.orders
             .send(Order::Run(Box::new(move |store| {
@@ -113,7 +117,7 @@ impl DbWorker {
             })))
             .map_err(|_| stopped())?;
         rx.await
-            .map_err(|_| DbError::Task("a database call panicked".into()))?
+            .map_err(|_| LedgerError::Task("a database call panicked".into()))?
     }
 
     /// Runs `f` on the database thread as a durable call: its writes are synced (with every
@@ -121,14 +125,14 @@ impl DbWorker {
     /// `undo` runs on the thread (to give back a claim, say) and the caller gets the error.
     pub(crate) async fn run_durable<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&SqliteStore) -> Result<T, DbError> + Send + 'static,
+        f: impl FnOnce(&SqliteStore) -> Result<T, LedgerError> + Send + 'static,
         undo: impl FnOnce(&SqliteStore) + Send + 'static,
-    ) -> Result<T, DbError> {
+    ) -> Result<T, LedgerError> {
         let (tx, rx) = tokio::sync::oneshot::channel();
         self.orders
             .send(Order::Durable(Box::new(move |store| {
                 let result = f(store);
-                Box::new(move |store: &SqliteStore, synced: Result<(), DbError>| {
+                Box::new(move |store: &SqliteStore, synced: Result<(), LedgerError>| {
                     let answer = match (result, synced) {
                         (Ok(v), Ok(())) => Ok(v),
                         (Err(e), _) => Err(e),
@@ -142,7 +146,11 @@ impl DbWorker {
             })))
             .map_err(|_| stopped())?;
         rx.await
-            .map_err(|_| DbError::Task("a database call panicked".into()))?
+            .map_err(|_| LedgerError::Task("a database call panicked".into()))?
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
     }
 
     /// Queues `f` without waiting for it. Jobs run in the order they were queued, so a job
@@ -150,7 +158,7 @@ impl DbWorker {
     pub(crate) fn submit(
         &self,
         f: impl FnOnce(&SqliteStore) + Send + 'static,
-    ) -> Result<(), DbError> {
+    ) -> Result<(), LedgerError> {
         self.orders
             .send(Order::Run(Box::new(f)))
             .map_err(|_| stopped())
@@ -171,11 +179,11 @@ fn finish(store: &SqliteStore, settle: &mut Vec<Settle>) {
     if settle.is_empty() {
         return;
     }
-    let synced = store.sync().map_err(DbError::from);
+    let synced = store.sync().map_err(LedgerError::from);
     for s in settle.drain(..) {
         let result = match &synced {
             Ok(()) => Ok(()),
-            Err(e) => Err(DbError::Task(format!("the batch could not be synced: {e}"))),
+            Err(e) => Err(LedgerError::Task(format!("the batch could not be synced: {e}"))),
         };
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| s(store, result)));
     }

@@ -55,7 +55,7 @@ impl Family {
 /// Upper bounds of the latency histogram, in seconds.
 ///
 /// ```
-/// assert_eq!(proxy_relay::LATENCY_BUCKETS[0], 0.0005);
+/// assert_eq!(proxy_optout_host::LATENCY_BUCKETS[0], 0.0005);
 /// ```
 pub const LATENCY_BUCKETS: [f64; 12] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0,
@@ -85,13 +85,14 @@ impl Histogram {
 /// The server's metrics. Shared by every request; rendered by `GET /metrics`.
 ///
 /// ```
-/// let m = proxy_relay::Metrics::default();
+/// let m = proxy_optout_host::Metrics::default();
 /// m.message("forwarded");
 /// assert_eq!(m.messages("forwarded"), 1);
 /// assert!(m.render().contains("proxy_relay_messages_total{outcome=\"forwarded\"} 1"));
 /// ```
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
+    prefix: &'static str,
     messages: Family,
     keyword_drops: Family,
     refusals: Family,
@@ -107,7 +108,7 @@ pub struct Metrics {
 /// The route labels of the latency histogram.
 ///
 /// ```
-/// assert!(proxy_relay::ROUTES.contains(&"webhook"));
+/// assert!(proxy_optout_host::ROUTES.contains(&"webhook"));
 /// ```
 pub const ROUTES: [&str; 6] = [
     "webhook",
@@ -118,12 +119,51 @@ pub const ROUTES: [&str; 6] = [
     "other",
 ];
 
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::with_prefix("proxy_optout")
+    }
+}
+
 impl Metrics {
+    /// Metrics whose names start with `prefix` (`{prefix}_messages_total`, …).
+    ///
+    /// ```
+    /// let m = proxy_optout_host::Metrics::with_prefix("rides_sms");
+    /// assert!(m.render().contains("# TYPE rides_sms_messages_total counter"));
+    /// ```
+    #[must_use]
+    pub fn with_prefix(prefix: &'static str) -> Self {
+        Metrics {
+            prefix,
+            messages: Family::default(),
+            keyword_drops: Family::default(),
+            refusals: Family::default(),
+            store_errors: Family::default(),
+            send_errors: Family::default(),
+            rejected: Family::default(),
+            notices: Family::default(),
+            journal: Family::default(),
+            sends_found: AtomicU64::default(),
+            latency: Default::default(),
+        }
+    }
+
+    /// The prefix of every name.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout_host::Metrics::default().prefix(), "proxy_optout");
+    /// ```
+    #[must_use]
+    pub fn prefix(&self) -> &'static str {
+        self.prefix
+    }
+
     /// Counts one handled inbound message by outcome (`forwarded`, `refused`, `replayed`, or a
     /// withheld reason such as `keyword_dropped`).
     ///
     /// ```
-    /// proxy_relay::Metrics::default().message("replayed");
+    /// proxy_optout_host::Metrics::default().message("replayed");
     /// ```
     pub fn message(&self, outcome: &'static str) {
         self.messages.inc(outcome);
@@ -132,7 +172,7 @@ impl Metrics {
     /// How many messages had `outcome`.
     ///
     /// ```
-    /// assert_eq!(proxy_relay::Metrics::default().messages("forwarded"), 0);
+    /// assert_eq!(proxy_optout_host::Metrics::default().messages("forwarded"), 0);
     /// ```
     #[must_use]
     pub fn messages(&self, outcome: &str) -> u64 {
@@ -142,7 +182,7 @@ impl Metrics {
     /// Counts a keyword the relay did not forward, by category (`opt_out`, `opt_in`, `help`).
     ///
     /// ```
-    /// proxy_relay::Metrics::default().keyword_drop("opt_out");
+    /// proxy_optout_host::Metrics::default().keyword_drop("opt_out");
     /// ```
     pub fn keyword_drop(&self, category: &'static str) {
         self.keyword_drops.inc(category);
@@ -151,7 +191,7 @@ impl Metrics {
     /// Counts a 21610 refusal by where it was learnt (`ledger`, `rest`, `status_callback`).
     ///
     /// ```
-    /// proxy_relay::Metrics::default().refusal("rest");
+    /// proxy_optout_host::Metrics::default().refusal("rest");
     /// ```
     pub fn refusal(&self, source: &'static str) {
         self.refusals.inc(source);
@@ -160,7 +200,7 @@ impl Metrics {
     /// How many 21610 refusals came from `source`.
     ///
     /// ```
-    /// assert_eq!(proxy_relay::Metrics::default().refusals("rest"), 0);
+    /// assert_eq!(proxy_optout_host::Metrics::default().refusals("rest"), 0);
     /// ```
     #[must_use]
     pub fn refusals(&self, source: &str) -> u64 {
@@ -170,7 +210,7 @@ impl Metrics {
     /// Counts a database failure by operation.
     ///
     /// ```
-    /// proxy_relay::Metrics::default().store_error("ledger");
+    /// proxy_optout_host::Metrics::default().store_error("ledger");
     /// ```
     pub fn store_error(&self, operation: &'static str) {
         self.store_errors.inc(operation);
@@ -179,7 +219,7 @@ impl Metrics {
     /// Counts a send that reached no verdict, by sender.
     ///
     /// ```
-    /// proxy_relay::Metrics::default().send_error("twilio");
+    /// proxy_optout_host::Metrics::default().send_error("twilio");
     /// ```
     pub fn send_error(&self, sender: &'static str) {
         self.send_errors.inc(sender);
@@ -188,7 +228,7 @@ impl Metrics {
     /// Counts a refused webhook request by reason (`signature`, `form`, `content_type`…).
     ///
     /// ```
-    /// proxy_relay::Metrics::default().rejected("signature");
+    /// proxy_optout_host::Metrics::default().rejected("signature");
     /// ```
     pub fn rejected(&self, reason: &'static str) {
         self.rejected.inc(reason);
@@ -198,7 +238,7 @@ impl Metrics {
     /// `ledger`), or an entry handled from it (`replayed`, `dropped`).
     ///
     /// ```
-    /// let m = proxy_relay::Metrics::default();
+    /// let m = proxy_optout_host::Metrics::default();
     /// m.journal("journaled_database");
     /// assert_eq!(m.journal_events("journaled_database"), 1);
     /// ```
@@ -209,7 +249,7 @@ impl Metrics {
     /// How many journal events of this kind happened.
     ///
     /// ```
-    /// assert_eq!(proxy_relay::Metrics::default().journal_events("replayed"), 0);
+    /// assert_eq!(proxy_optout_host::Metrics::default().journal_events("replayed"), 0);
     /// ```
     #[must_use]
     pub fn journal_events(&self, event: &str) -> u64 {
@@ -219,7 +259,7 @@ impl Metrics {
     /// Counts a send that was not made again because the provider already had the message.
     ///
     /// ```
-    /// let m = proxy_relay::Metrics::default();
+    /// let m = proxy_optout_host::Metrics::default();
     /// m.send_found();
     /// assert_eq!(m.sends_found(), 1);
     /// ```
@@ -230,7 +270,7 @@ impl Metrics {
     /// How many sends the provider already had.
     ///
     /// ```
-    /// assert_eq!(proxy_relay::Metrics::default().sends_found(), 0);
+    /// assert_eq!(proxy_optout_host::Metrics::default().sends_found(), 0);
     /// ```
     #[must_use]
     pub fn sends_found(&self) -> u64 {
@@ -240,7 +280,7 @@ impl Metrics {
     /// Counts a debugger notice by code.
     ///
     /// ```
-    /// proxy_relay::Metrics::default().notice("80901");
+    /// proxy_optout_host::Metrics::default().notice("80901");
     /// ```
     pub fn notice(&self, code: &'static str) {
         self.notices.inc(code);
@@ -249,7 +289,7 @@ impl Metrics {
     /// Records one request's latency under a [`ROUTES`] label (unknown labels count as `other`).
     ///
     /// ```
-    /// proxy_relay::Metrics::default().observe("webhook", std::time::Duration::from_millis(2));
+    /// proxy_optout_host::Metrics::default().observe("webhook", std::time::Duration::from_millis(2));
     /// ```
     pub fn observe(&self, route: &str, latency: Duration) {
         let i = ROUTES
@@ -262,65 +302,66 @@ impl Metrics {
     /// The Prometheus text exposition.
     ///
     /// ```
-    /// assert!(proxy_relay::Metrics::default().render().contains("# TYPE proxy_relay_request_duration_seconds histogram"));
+    /// assert!(proxy_optout_host::Metrics::default().render().contains("# TYPE proxy_optout_request_duration_seconds histogram"));
     /// ```
     #[must_use]
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(4096);
         self.messages.render(
             &mut out,
-            "proxy_relay_messages_total",
+            &format!("{}_messages_total", self.prefix),
             "outcome",
             "Inbound messages handled, by outcome.",
         );
         self.keyword_drops.render(
             &mut out,
-            "proxy_relay_keyword_drops_total",
+            &format!("{}_keyword_drops_total", self.prefix),
             "category",
             "Keywords not forwarded (80901), by category.",
         );
         self.refusals.render(
             &mut out,
-            "proxy_relay_refusals_21610_total",
+            &format!("{}_refusals_21610_total", self.prefix),
             "source",
             "Sends refused with 21610, by where it was learnt.",
         );
         self.store_errors.render(
             &mut out,
-            "proxy_relay_store_errors_total",
+            &format!("{}_store_errors_total", self.prefix),
             "operation",
             "Database failures, by operation.",
         );
         self.send_errors.render(
             &mut out,
-            "proxy_relay_send_errors_total",
+            &format!("{}_send_errors_total", self.prefix),
             "sender",
             "Sends that reached no verdict.",
         );
         self.rejected.render(
             &mut out,
-            "proxy_relay_rejected_requests_total",
+            &format!("{}_rejected_requests_total", self.prefix),
             "reason",
             "Webhook requests refused before handling.",
         );
         self.notices.render(
             &mut out,
-            "proxy_relay_notices_total",
+            &format!("{}_notices_total", self.prefix),
             "code",
             "Debugger notices raised.",
         );
         self.journal.render(
             &mut out,
-            "proxy_relay_journal_events_total",
+            &format!("{}_journal_events_total", self.prefix),
             "event",
             "Webhooks kept in the local journal, by cause, and entries handled from it.",
         );
         let _ = writeln!(
             out,
-            "# HELP proxy_relay_sends_found_total Sends not made again: the provider already had the message.\n# TYPE proxy_relay_sends_found_total counter\nproxy_relay_sends_found_total {}",
-            self.sends_found.load(Relaxed)
+            "# HELP {p}_sends_found_total Sends not made again: the provider already had the message.\n# TYPE {p}_sends_found_total counter\n{p}_sends_found_total {}",
+            self.sends_found.load(Relaxed),
+            p = self.prefix
         );
-        let name = "proxy_relay_request_duration_seconds";
+        let name = format!("{}_request_duration_seconds", self.prefix);
         let _ = writeln!(
             out,
             "# HELP {name} HTTP request latency.\n# TYPE {name} histogram"

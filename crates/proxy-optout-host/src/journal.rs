@@ -13,12 +13,12 @@ use proxy_optout::Category;
 use rusqlite::{params, Connection, OptionalExtension};
 use tokio::sync::Notify;
 
-use crate::inbound::Message;
+use crate::message::Message;
 
 /// The journal could not be written or read: the only case left in which a webhook gets a 5xx.
 ///
 /// ```
-/// let e = proxy_relay::JournalError { path: "j.db".into(), reason: "disk full".into() };
+/// let e = proxy_optout_host::JournalError { path: "j.db".into(), reason: "disk full".into() };
 /// assert_eq!(e.to_string(), "the journal j.db failed: disk full");
 /// ```
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
@@ -85,7 +85,7 @@ impl Journal {
             .map_err(|e| JournalError {
                 path: path.to_owned(),
                 reason: format!(
-                    "{e} (another instance may be using it: give each instance its own --journal)"
+                    "{e} (another instance may be using it: give each instance its own journal file)"
                 ),
             })?;
         conn.pragma_update(None, "synchronous", "FULL")
@@ -239,21 +239,6 @@ impl Journal {
     }
 }
 
-/// Where the journal goes when `--journal` is not given: beside a SQLite database
-/// (`relay.db` → `relay.journal.db`), or `proxy-relay.journal.db` for PostgreSQL.
-pub(crate) fn default_path(database: &crate::Database) -> PathBuf {
-    match database {
-        crate::Database::Sqlite(p) => {
-            let stem = p.file_stem().map_or_else(
-                || "proxy-relay".into(),
-                |s| s.to_string_lossy().into_owned(),
-            );
-            p.with_file_name(format!("{stem}.journal.db"))
-        }
-        crate::Database::Postgres(_) => PathBuf::from("proxy-relay.journal.db"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,9 +283,4 @@ mod tests {
         assert!(j.oldest().await.unwrap().is_none());
     }
 
-    #[test]
-    fn the_default_path_sits_beside_the_database() {
-        let p = default_path(&crate::Database::parse("/var/lib/relay/relay.db"));
-        assert_eq!(p, PathBuf::from("/var/lib/relay/relay.journal.db"));
-    }
 }

@@ -15,9 +15,10 @@ use std::time::{Duration, SystemTime};
 use proxy_optout::{Effect, FeedbackError, InputError, Outbound, Outcome};
 use proxy_optout_twilio::{render, ForwardVia, EMPTY};
 
-use crate::app::App;
-use crate::backend::{DbError, DecideError, Decided};
-use crate::inbound::Message;
+use crate::ledger::{DecideError, Decided, LedgerError};
+use crate::message::Message;
+use crate::pipeline::Inner;
+use crate::routing::RoutingError;
 use crate::sender::{Outgoing, SendError, Sent};
 
 /// How a message reached the pipeline.
@@ -56,19 +57,21 @@ pub(crate) enum Failure {
 pub(crate) enum Later {
     /// The database failed (nothing was confirmed or forwarded).
     Database(DecideError),
+    /// The host's routing could not answer.
+    Routing(RoutingError),
     /// Another request holds the message id now.
     Busy,
     /// A send reached no verdict.
     Send(SendError),
     /// The platform refused a send with 21610 and the ledger could not record it.
-    Feedback(FeedbackError<DbError>),
+    Feedback(FeedbackError<LedgerError>),
 }
 
 /// Why a delivery can never be handled.
 #[derive(Debug)]
 pub(crate) enum Never {
-    /// A stored session row is not valid.
-    BadSession(DbError),
+    /// The host's routing returned a route the relay cannot use.
+    BadRoute(RoutingError),
     /// The relay refused the message.
     Input(InputError),
 }
@@ -77,7 +80,7 @@ impl Later {
     /// A short name for metrics.
     pub(crate) fn label(&self) -> &'static str {
         match self {
-            Later::Database(_) => "database",
+            Later::Database(_) | Later::Routing(_) => "database",
             Later::Busy => "busy",
             Later::Send(_) => "send",
             Later::Feedback(_) => "ledger",
@@ -93,6 +96,7 @@ impl std::fmt::Display for Later {
             }
             Later::Database(DecideError::Ledger(e)) => write!(f, "the opt-out ledger failed: {e}"),
             Later::Database(e) => write!(f, "the decision failed: {e:?}"),
+            Later::Routing(e) => write!(f, "{e}"),
             Later::Busy => f.write_str("another request is handling this message"),
             Later::Send(e) => write!(f, "a send reached no verdict: {e}"),
             Later::Feedback(e) => write!(f, "a 21610 could not be recorded: {e}"),
@@ -117,10 +121,10 @@ impl Failure {
     }
 }
 
-/// Handles one authenticated message. Runs in a task of its own (see the webhook handler), so
+/// Handles one authenticated message. Runs in a task of its own (see `Pipeline::inbound`), so
 /// a caller that hangs up cannot cut the effects short or strand the claim.
 pub(crate) async fn handle(
-    app: &App,
+    app: &Inner,
     message: Message,
     delivery: Delivery,
 ) -> Result<Handled, Failure> {
@@ -128,19 +132,24 @@ pub(crate) async fn handle(
     // A database that does not answer is as good as down: after the timeout the message is
     // journaled. The abandoned call may still claim it; the replay then waits for the claim
     // to go stale and takes it over, asking the provider before it sends.
+    let timeout = app.database_timeout();
+    let unanswered = || format!("no answer within {timeout:?}");
+    let route = match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to)).await {
+        Ok(Ok(route)) => route,
+        Ok(Err(e)) if e.is_retryable() => return Err(later(false, Later::Routing(e))),
+        Ok(Err(e)) => return Err(Failure::Never(Never::BadRoute(e))),
+        Err(_) => return Err(later(false, Later::Routing(RoutingError::unavailable(unanswered())))),
+    };
     let decided = match tokio::time::timeout(
-        app.database_timeout(),
-        app.db()
+        timeout,
+        app.ledger()
             .backend()
-            .decide(app.core().clone(), message.clone()),
+            .decide(app.core().clone(), message.clone(), route),
     )
     .await
     {
         Ok(decided) => decided,
-        Err(_) => Err(DecideError::Unavailable(DbError::Task(format!(
-            "no answer within {:?}",
-            app.database_timeout()
-        )))),
+        Err(_) => Err(DecideError::Unavailable(LedgerError::Task(unanswered()))),
     };
     let (outcome, resumed) = match decided {
         Ok(Decided::Outcome { outcome, resumed }) => (outcome, resumed),
@@ -153,7 +162,7 @@ pub(crate) async fn handle(
             return Ok(Handled::Replayed(answer));
         }
         Ok(Decided::InProgress) => return Err(later(false, Later::Busy)),
-        Err(DecideError::BadSession(e)) => return Err(Failure::Never(Never::BadSession(e))),
+        Err(DecideError::Route(e)) => return Err(Failure::Never(Never::BadRoute(e))),
         Err(DecideError::Input(e)) => return Err(Failure::Never(Never::Input(e))),
         Err(e) => return Err(later(false, Later::Database(e))),
     };
@@ -174,7 +183,7 @@ pub(crate) async fn handle(
         Ok(answer) => {
             if let Some(id) = &message.sid {
                 let (metrics, sid) = (app.shared_metrics(), id.clone());
-                app.db()
+                app.ledger()
                     .backend()
                     .complete(
                         id.clone(),
@@ -189,9 +198,13 @@ pub(crate) async fn handle(
             }
             Ok(Handled::Answered(answer))
         }
+        // Without a journal the platform's retry is the only second chance: a claim whose
+        // sends may have gone out is kept, so the retry waits for it to go stale and asks the
+        // provider before sending, instead of sending blind.
+        Err(failure @ Failure::Later { maybe_sent: true, .. }) if !app.has_journal() => Err(failure),
         Err(failure) => {
             if let Some(id) = &message.sid {
-                if let Err(r) = app.db().backend().release(id.clone()).await {
+                if let Err(r) = app.ledger().backend().release(id.clone()).await {
                     app.metrics().store_error("release");
                     tracing::error!(error = %r, message_sid = id, "could not release the claim; its retry waits for it to go stale");
                 }
@@ -231,7 +244,7 @@ fn outgoing(message: &Message, out: &Outbound<'_>, kind: &str) -> Outgoing {
 
 /// Performs a decided outcome's effects in order and renders the answer.
 async fn perform(
-    app: &App,
+    app: &Inner,
     message: &Message,
     outcome: &Outcome<'_>,
     delivery: Delivery,
@@ -247,6 +260,12 @@ async fn perform(
         metrics.keyword_drop(category.as_str());
     }
     let replay = matches!(delivery, Delivery::Replay { .. });
+    // The auto-reply rides in the TwiML answer only when it is the only message: when a
+    // forward follows it, TwiML would deliver it after the forward the REST API already sent,
+    // so both go through the sender, the reply first (the documented effect order).
+    let forwards = outcome.forwarded().is_some();
+    let reply_via_sender = replay || forwards;
+    let mut replied = false;
     let mut label = label(outcome);
     // Once a send of this message was tried, a later failure follows a send that may have
     // gone out: the journal must know, so the replay asks before sending.
@@ -257,11 +276,13 @@ async fn perform(
             Effect::Record { key, state } => {
                 tracing::debug!(message_sid = sid, %key, %state, "ledger updated");
             }
-            // Live: given back as TwiML in the answer. Replayed: the answer went long ago.
-            Effect::Reply(reply) if replay => {
+            // Alone and live: given back as TwiML in the answer. Before a forward, or replayed
+            // (the answer went long ago): through the sender.
+            Effect::Reply(reply) if reply_via_sender => {
                 let out = outgoing(message, reply, "reply");
                 let delivered = deliver(app, &out, check).await;
                 tried = true;
+                replied = true;
                 match delivered? {
                     Ok(_) => tracing::debug!(message_sid = sid, to = reply.to(), "auto-reply sent"),
                     Err(verdict) => {
@@ -301,7 +322,7 @@ async fn perform(
                             to = out.to(),
                             "the platform refused the forward with 21610; recording the opt-out"
                         );
-                        app.db()
+                        app.ledger()
                             .backend()
                             .refused(
                                 app.core().clone(),
@@ -355,7 +376,7 @@ async fn perform(
         replayed = replay,
         "message handled"
     );
-    Ok(if replay {
+    Ok(if replied || replay {
         EMPTY.to_owned()
     } else {
         render(outcome, ForwardVia::Rest)
@@ -389,7 +410,7 @@ impl std::fmt::Display for Refusal {
 /// whose fate is unknown only after the provider says it has no such message. `Ok(Ok(sid))`:
 /// the provider has it; `Ok(Err(refusal))`: it refused; `Err`: no verdict, try later.
 async fn deliver(
-    app: &App,
+    app: &Inner,
     out: &Outgoing,
     check: Option<SystemTime>,
 ) -> Result<Result<Option<String>, Refusal>, Failure> {
@@ -445,12 +466,12 @@ async fn deliver(
 
 /// Records a 21610 a status callback reported.
 pub(crate) async fn refused_later(
-    app: &App,
+    app: &Inner,
     from: &str,
     to: &str,
-) -> Result<(), FeedbackError<DbError>> {
+) -> Result<(), FeedbackError<LedgerError>> {
     app.metrics().refusal("status_callback");
-    app.db()
+    app.ledger()
         .backend()
         .refused(app.core().clone(), from.to_owned(), to.to_owned())
         .await

@@ -1,0 +1,382 @@
+//! PostgreSQL: the ledger and the processed message ids in the store crate's schema, shared
+//! by every instance. One message is one call of a server-side function that claims its id
+//! (the store crate's `proxy_optout_claim`), stores a STOP or START, and reads both ledger
+//! states, in one statement: one round trip.
+
+use std::sync::Arc;
+
+use proxy_optout::AsyncOptOutStore as _;
+use proxy_optout::{
+    Answer, Answers, Feedback, FeedbackError, LedgerKey, LedgerScope, OptState, RelayCore,
+    Settings, Step, TwilioProxy,
+};
+use proxy_optout_postgres::deadpool_postgres::Object;
+use proxy_optout_postgres::tokio_postgres::Row;
+use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
+
+use super::{
+    flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError,
+};
+use crate::message::Message;
+use crate::routing::SessionRoute;
+
+/// The decision's one statement. Versioned in its name: instances of two builds on one
+/// database during a rolling upgrade each call their own.
+const BEGIN_FUNCTION: &str = "
+CREATE OR REPLACE FUNCTION proxy_optout_host_decide_v1(
+    p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
+    p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT)
+RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    claim := 'new';
+    IF p_message_id IS NOT NULL THEN
+        SELECT CASE WHEN c.resumed THEN 'resumed' WHEN c.claimed THEN 'new'
+                    WHEN c.answer IS NULL THEN 'in_progress' ELSE 'answered' END,
+               c.answer
+          INTO claim, answer
+          FROM proxy_optout_claim(p_message_id, p_stale_secs) AS c;
+        IF claim NOT IN ('new', 'resumed') THEN
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    IF p_write_state IS NOT NULL THEN
+        INSERT INTO opt_out_ledger AS l (scope, participant, state, updated_at)
+        VALUES (COALESCE(p_scope, p_to), p_from, p_write_state, now())
+        ON CONFLICT (scope, participant)
+        DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
+    END IF;
+    SELECT l.state INTO sender_state FROM opt_out_ledger l
+     WHERE l.scope = COALESCE(p_scope, p_to) AND l.participant = p_from;
+    IF p_other IS NOT NULL THEN
+        SELECT l.state INTO recipient_state FROM opt_out_ledger l
+         WHERE l.scope = COALESCE(p_scope, p_other_proxy) AND l.participant = p_other;
+    END IF;
+    RETURN NEXT;
+END
+$$;
+";
+
+const BEGIN: &str = "SELECT claim, answer, sender_state, recipient_state
+     FROM proxy_optout_host_decide_v1($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// The ledger on PostgreSQL: shared by every instance behind a load balancer. Connect it,
+/// or build it over a [`PgStore`] the host already has (its pool, its options).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ledger = proxy_optout_host::PgLedger::connect("postgres://postgres@127.0.0.1/test", 16).await?;
+/// let ledger: proxy_optout_host::Ledger = ledger.into();
+/// ledger.ping().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgLedger {
+    pg: PgStore,
+}
+
+async fn client(pg: &PgStore) -> Result<Object, LedgerError> {
+    Ok(pg.pool().get().await.map_err(StoreError::from)?)
+}
+
+impl PgLedger {
+    /// Connects to `url` with at most `pool_size` connections (the store's schema is created
+    /// or migrated, and so is the decision's function).
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Postgres`]: an unreachable server, a newer schema.
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ledger = proxy_optout_host::PgLedger::connect("postgres://postgres@127.0.0.1/test", 8).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn connect(url: &str, pool_size: usize) -> Result<PgLedger, LedgerError> {
+        let pg = PgStore::connect_with(
+            url,
+            Options::default()
+                .pool_size(pool_size)
+                .application_name("proxy-optout-host")
+                .answer_commit(Commit::Asynchronous),
+        )
+        .await?;
+        PgLedger::from_store(pg).await
+    }
+
+    /// The ledger over a store the host opened (with its own [`Options`]: the pool size, the
+    /// schema, the commit of stored answers). Creates the decision's function.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Postgres`].
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// let ledger = proxy_optout_host::PgLedger::from_store(store).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn from_store(pg: PgStore) -> Result<PgLedger, LedgerError> {
+        let mut c = client(&pg).await?;
+        let tx = c.transaction().await?;
+        // Every instance may start at once: one replaces the function, the others wait here.
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('proxy_optout_host_migrate'))",
+            &[],
+        )
+        .await?;
+        tx.batch_execute(BEGIN_FUNCTION).await?;
+        tx.commit().await?;
+        drop(c);
+        Ok(PgLedger { pg })
+    }
+
+    /// The store: its pool is the host's to share (its own tables in the same database).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let ledger = proxy_optout_host::PgLedger::connect("postgres://postgres@127.0.0.1/test", 8).await?;
+    /// let client = ledger.store().pool().get().await?;
+    /// client.execute("SELECT 1", &[]).await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn store(&self) -> &PgStore {
+        &self.pg
+    }
+
+    async fn decide_now(
+        &self,
+        core: &RelayCore,
+        m: &Message,
+        route: Option<&SessionRoute>,
+    ) -> Result<Decided, DecideError> {
+        let inbound = m.inbound();
+        // A route that is not the message's own (a host bug) is refused before anything is
+        // stored.
+        let _checked = core
+            .plan(&inbound, route_of(route)?, Settings::default())
+            .map_err(DecideError::Input)?;
+        // The ledger change a message asks for does not depend on its route (it is keyed by
+        // its sender and proxy number, and the route's sender is built from the same
+        // addresses), so it is known before the trip and stored inside it. The steps below
+        // still decide: a change they ask for that was not stored gets its own write.
+        let settings = Settings::from_policy(&TwilioProxy, &m.to, None);
+        let predicted = core
+            .plan(&inbound, None, settings)
+            .map_err(DecideError::Input)?
+            .finish(Answers::new())
+            .ledger()
+            .map(|c| c.state());
+        let scope = match core.scope() {
+            LedgerScope::Service(id) => Some(id.as_str()),
+            _ => None,
+        };
+        let stale = proxy_optout_postgres::STALE_CLAIM.as_secs_f64();
+        let row = self
+            .begin(&m.sid, stale, m, scope, predicted, route)
+            .await
+            .map_err(DecideError::Unavailable)?;
+        let claim: String = row.get(0);
+        match claim.as_str() {
+            "answered" => return Ok(Decided::Replay(row.get(1))),
+            "in_progress" => return Ok(Decided::InProgress),
+            _ => {}
+        }
+        let resumed = claim == "resumed";
+        let decided = self.steps(core, m, route, &row, predicted, resumed).await;
+        if let (Err(_), Some(id)) = (&decided, &m.sid) {
+            if let Err(e) = self.pg.release(id).await {
+                tracing::error!(error = %e, message_sid = %id, "could not release the claim; a retry waits for it to go stale");
+            }
+        }
+        decided
+    }
+
+    async fn begin(
+        &self,
+        id: &Option<String>,
+        stale: f64,
+        m: &Message,
+        scope: Option<&str>,
+        write: Option<OptState>,
+        route: Option<&SessionRoute>,
+    ) -> Result<Row, LedgerError> {
+        let c = client(&self.pg).await?;
+        let stmt = c.prepare_cached(BEGIN).await?;
+        let write = write.map(OptState::as_str);
+        let other = route.and_then(SessionRoute::recipient);
+        let (other, other_proxy) = (
+            other.map(|p| p.identifier()),
+            other.map(|p| p.proxy_identifier()),
+        );
+        Ok(c
+            .query_one(
+                &stmt,
+                &[id, &stale, &m.from, &m.to, &scope, &write, &other, &other_proxy],
+            )
+            .await?)
+    }
+
+    async fn steps(
+        &self,
+        core: &RelayCore,
+        m: &Message,
+        route: Option<&SessionRoute>,
+        row: &Row,
+        predicted: Option<OptState>,
+        resumed: bool,
+    ) -> Result<Decided, DecideError> {
+        let route = route_of(route)?;
+        let inbound = m.inbound();
+        let sender_key = core.key(&m.to, &m.from);
+        let recipient_key = route
+            .and_then(|r| r.recipient())
+            .map(|p| core.key(p.proxy_identifier(), p.identifier()));
+        let prefetched = |key: LedgerKey<'_>| -> Option<Result<OptState, LedgerError>> {
+            let column = if key == sender_key {
+                2
+            } else if Some(key) == recipient_key {
+                3
+            } else {
+                return None;
+            };
+            let value: Option<String> = row.get(column);
+            Some(parse_state(key, value.as_deref()))
+        };
+        let mut steps = core
+            .steps(&inbound, route, flag())
+            .map_err(DecideError::Input)?;
+        while let Some(step) = steps.next() {
+            let answer = match step {
+                Step::State(key) => Answer::State(match prefetched(key) {
+                    Some(state) => state,
+                    None => self.pg.state(key).await.map_err(LedgerError::from),
+                }),
+                Step::Record(key, state) if key == sender_key && predicted == Some(state) => {
+                    Answer::Recorded(Ok(()))
+                }
+                Step::Record(key, state) => {
+                    Answer::Recorded(self.pg.record(key, state).await.map_err(LedgerError::from))
+                }
+                other => policy_answer(&other).unwrap_or(Answer::Unavailable),
+            };
+            steps.answer(answer);
+        }
+        let outcome = steps
+            .finish()
+            .map_err(|e| DecideError::Ledger(Box::new(e)))?;
+        if predicted.is_some() && outcome.ledger().is_none() {
+            // Cannot happen while routes are built from the message's own addresses; if it
+            // ever does, the stored change is the safe one (a STOP or START the person sent).
+            tracing::error!(
+                message_sid = m.id(),
+                "a ledger change was stored that the relay did not ask for"
+            );
+        }
+        Ok(Decided::Outcome {
+            outcome: Box::new(outcome.into_owned()),
+            resumed,
+        })
+    }
+}
+
+fn parse_state(key: LedgerKey<'_>, value: Option<&str>) -> Result<OptState, LedgerError> {
+    match value {
+        None => Ok(OptState::OptedIn),
+        Some(v) => match v.parse::<OptState>() {
+            Ok(state) if state.as_str() == v => Ok(state),
+            _ => Err(LedgerError::Postgres(StoreError::UnrecognisedState {
+                scope: key.scope().to_owned(),
+                participant: key.participant().to_owned(),
+                value: v.to_owned(),
+            })),
+        },
+    }
+}
+
+
+impl Backend for PgLedger {
+    fn decide(
+        &self,
+        core: Arc<RelayCore>,
+        message: Arc<Message>,
+        route: Option<SessionRoute>,
+    ) -> BoxFuture<'_, Result<Decided, DecideError>> {
+        Box::pin(async move { self.decide_now(&core, &message, route.as_ref()).await })
+    }
+
+    fn complete(
+        &self,
+        message_id: String,
+        answer: String,
+        on_error: Box<dyn FnOnce(LedgerError) + Send>,
+    ) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            if let Err(e) = self.pg.complete(&message_id, &answer).await {
+                on_error(e.into());
+            }
+        })
+    }
+
+    fn release(&self, message_id: String) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(async move { Ok(self.pg.release(&message_id).await?) })
+    }
+
+    fn refused(
+        &self,
+        core: Arc<RelayCore>,
+        from: String,
+        to: String,
+    ) -> BoxFuture<'_, Result<(), FeedbackError<LedgerError>>> {
+        Box::pin(async move {
+            let out = core.feedback(&Feedback::Refused {
+                from: &from,
+                to: &to,
+            })?;
+            let recorded = match out.ledger() {
+                Some(c) => Some(
+                    self.pg
+                        .record(c.key(), c.state())
+                        .await
+                        .map_err(LedgerError::from),
+                ),
+                None => None,
+            };
+            out.settle(recorded).map(|_| ())
+        })
+    }
+
+    fn state(
+        &self,
+        scope: String,
+        participant: String,
+    ) -> BoxFuture<'_, Result<OptState, LedgerError>> {
+        Box::pin(async move { Ok(self.pg.state(LedgerKey::new(&scope, &participant)).await?) })
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(async move {
+            let c = client(&self.pg).await?;
+            c.execute("SELECT 1", &[]).await?;
+            Ok(())
+        })
+    }
+
+    fn purge(&self) -> BoxFuture<'_, Result<u64, LedgerError>> {
+        Box::pin(async move {
+            Ok(self
+                .pg
+                .purge_processed(proxy_optout_postgres::RETENTION)
+                .await?)
+        })
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        self.pg.close();
+        Box::pin(async {})
+    }
+}

@@ -1,0 +1,326 @@
+//! SQLite: one file, held exclusively by this process, every call on one database thread
+//! ([`worker`](super::worker)), which group-commits the durable ones. The store crate keeps
+//! the ledger and the processed message ids.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use proxy_optout::{
+    Answer, Feedback, FeedbackError, LedgerKey, OptOutStore, OptState, RelayCore, Step,
+};
+use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
+
+use super::worker::DbWorker;
+use super::{
+    flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError,
+};
+use crate::message::Message;
+use crate::routing::SessionRoute;
+
+/// The ledger in a SQLite file: the single-host setup. The file is held exclusively (a
+/// second process on it fails at open, instead of sharing it unsafely), and every call runs
+/// on one database thread that group-commits the durable ones.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let dir = tempfile::tempdir()?;
+/// let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("optout.db")).await?;
+/// // The host's own queries can share the thread and the file.
+/// let n: i64 = ledger.call(|store| store.with_connection(|c| c.query_row("SELECT 2", [], |r| r.get(0)))).await??;
+/// assert_eq!(n, 2);
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct SqliteLedger {
+    worker: Arc<DbWorker>,
+}
+
+fn open_store(path: &Path) -> Result<SqliteStore, LedgerError> {
+    // Exclusive: this process is the file's only user (SQLite is the single-host setup), so
+    // no transaction pays for file locks. Commits are not synced one by one: the database
+    // thread group-commits every durable call (claims, ledger writes) before answering it. A
+    // stored answer is not a durable call: a power cut can lose it, and the retry then finds
+    // the claim unanswered and asks the provider before sending anything again.
+    let store = SqliteStore::open_with(
+        path,
+        Options::default()
+            .durability(Durability::Normal)
+            .exclusive(true)
+            .busy_timeout(std::time::Duration::ZERO),
+    )?;
+    // Nobody else can hold the file: an unanswered claim belongs to a process that died.
+    let abandoned = store.abandon_claims()?;
+    if abandoned > 0 {
+        tracing::warn!(
+            abandoned,
+            "claims left unanswered by a previous run; their redeliveries ask the provider before sending"
+        );
+    }
+    Ok(store)
+}
+
+impl SqliteLedger {
+    /// Opens (creating and migrating) the file at `path`.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Sqlite`]: a corrupt file, a newer schema, or a file another process
+    /// holds.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("optout.db");
+    /// let ledger = proxy_optout_host::SqliteLedger::open(&path).await?;
+    /// assert_eq!(ledger.path(), path);
+    /// # Ok(()) }
+    /// ```
+    pub async fn open(path: impl AsRef<Path>) -> Result<SqliteLedger, LedgerError> {
+        let path: PathBuf = path.as_ref().to_owned();
+        let worker = DbWorker::spawn(path.clone(), move || open_store(&path)).await?;
+        Ok(SqliteLedger {
+            worker: Arc::new(worker),
+        })
+    }
+
+    /// The file.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?;
+    /// assert!(ledger.path().ends_with("o.db"));
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn path(&self) -> &Path {
+        self.worker.path()
+    }
+
+    /// Runs `f` on the database thread, in order with the pipeline's calls: for the host's
+    /// own tables in the same file. Not synced: use [`call_durable`](Self::call_durable) for
+    /// a write that must survive a power cut.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Closed`] after [`Ledger::close`](crate::Ledger::close), or
+    /// [`LedgerError::Task`] if `f` panicked.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?;
+    /// let path = ledger.call(|store| store.path().to_owned()).await?;
+    /// assert!(path.ends_with("o.db"));
+    /// # Ok(()) }
+    /// ```
+    pub async fn call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        self.worker.run(move |store| Ok(f(store))).await
+    }
+
+    /// Runs `f` on the database thread and returns once what it wrote is on disk (the
+    /// thread syncs a group of such calls together).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call), and [`LedgerError::Sqlite`] when the sync fails (then what
+    /// `f` wrote may be lost).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?;
+    /// ledger.call_durable(|store| store.with_connection(|c| c.execute_batch("CREATE TABLE rides (id TEXT)"))).await??;
+    /// # Ok(()) }
+    /// ```
+    pub async fn call_durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
+    ) -> Result<T, LedgerError> {
+        self.worker.run_durable(move |store| Ok(f(store)), |_| {}).await
+    }
+}
+
+/// The whole decision, on the database thread.
+fn decide(
+    store: &SqliteStore,
+    core: &RelayCore,
+    m: &Message,
+    route: Option<&SessionRoute>,
+) -> Result<Decided, DecideError> {
+    let mut resumed = false;
+    if let Some(id) = &m.sid {
+        match store
+            .claim(id)
+            .map_err(|e| DecideError::Unavailable(e.into()))?
+        {
+            Claim::Answered(answer) => return Ok(Decided::Replay(answer)),
+            Claim::InProgress => return Ok(Decided::InProgress),
+            Claim::TakenOver => resumed = true,
+            _ => {}
+        }
+    }
+    let decided = decide_claimed(store, core, m, route, resumed);
+    if let (Err(_), Some(id)) = (&decided, &m.sid) {
+        // Nothing was sent for it: give the claim back, so the retry is handled in full.
+        if let Err(e) = store.release(id) {
+            tracing::error!(error = %e, message_sid = %id, "could not release the claim; its retry waits for it to go stale");
+        }
+    }
+    decided
+}
+
+fn decide_claimed(
+    store: &SqliteStore,
+    core: &RelayCore,
+    m: &Message,
+    route: Option<&SessionRoute>,
+    resumed: bool,
+) -> Result<Decided, DecideError> {
+    let route = route_of(route)?;
+    let inbound = m.inbound();
+    let mut steps = core
+        .steps(&inbound, route, flag())
+        .map_err(DecideError::Input)?;
+    while let Some(step) = steps.next() {
+        let answer = match step {
+            Step::State(key) => Answer::State(store.state(key).map_err(LedgerError::from)),
+            Step::Record(key, state) => {
+                Answer::Recorded(store.record(key, state).map_err(LedgerError::from))
+            }
+            other => policy_answer(&other).unwrap_or(Answer::Unavailable),
+        };
+        steps.answer(answer);
+    }
+    let outcome = steps
+        .finish()
+        .map_err(|e| DecideError::Ledger(Box::new(e)))?;
+    Ok(Decided::Outcome {
+        outcome: Box::new(outcome.into_owned()),
+        resumed,
+    })
+}
+
+impl Backend for SqliteLedger {
+    fn decide(
+        &self,
+        core: Arc<RelayCore>,
+        message: Arc<Message>,
+        route: Option<SessionRoute>,
+    ) -> BoxFuture<'_, Result<Decided, DecideError>> {
+        Box::pin(async move {
+            // The whole decision in one trip to the database thread: three trips (claim,
+            // read, write) cost more in thread hand-offs than the queries themselves.
+            let sid = message.sid.clone();
+            let decided = self.worker.run_durable(
+                move |store| Ok(decide(store, &core, &message, route.as_ref())),
+                move |store| {
+                    // Not on disk: give the claim back so the retry is handled in full.
+                    if let Some(id) = sid {
+                        let _ = store.release(&id);
+                    }
+                },
+            );
+            match decided.await {
+                Ok(decided) => decided,
+                Err(e) => Err(DecideError::Unavailable(e)),
+            }
+        })
+    }
+
+    fn complete(
+        &self,
+        message_id: String,
+        answer: String,
+        on_error: Box<dyn FnOnce(LedgerError) + Send>,
+    ) -> BoxFuture<'_, ()> {
+        // Not waited for: the thread runs calls in order, so any delivery that arrives after
+        // this returns is claimed after the answer is stored.
+        let queued = self.worker.submit(move |store| {
+            if let Err(e) = store.complete(&message_id, &answer) {
+                on_error(e.into());
+            }
+        });
+        Box::pin(async move {
+            if let Err(e) = queued {
+                tracing::error!(error = %e, "could not queue the answer; a retry is handled again");
+            }
+        })
+    }
+
+    fn release(&self, message_id: String) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(
+            self.worker
+                .run(move |store| Ok(store.release(&message_id)?)),
+        )
+    }
+
+    fn refused(
+        &self,
+        core: Arc<RelayCore>,
+        from: String,
+        to: String,
+    ) -> BoxFuture<'_, Result<(), FeedbackError<LedgerError>>> {
+        Box::pin(async move {
+            let (f, t) = (from.clone(), to.clone());
+            let run = self.worker.run_durable(
+                move |store| {
+                    let feedback = Feedback::Refused { from: &f, to: &t };
+                    Ok(match core.feedback(&feedback) {
+                        Ok(out) => {
+                            let recorded = out.ledger().map(|c| {
+                                store.record(c.key(), c.state()).map_err(LedgerError::from)
+                            });
+                            out.settle(recorded).map(|_| ())
+                        }
+                        Err(e) => Err(FeedbackError::Input(e)),
+                    })
+                },
+                |_| {},
+            );
+            match run.await {
+                Ok(result) => result,
+                Err(source) => Err(FeedbackError::Record {
+                    key: LedgerKey::new(&from, &to).to_owned(),
+                    state: OptState::OptedOut,
+                    source,
+                }),
+            }
+        })
+    }
+
+    fn state(
+        &self,
+        scope: String,
+        participant: String,
+    ) -> BoxFuture<'_, Result<OptState, LedgerError>> {
+        Box::pin(
+            self.worker
+                .run(move |store| Ok(store.state(LedgerKey::new(&scope, &participant))?)),
+        )
+    }
+
+    fn ping(&self) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(self.worker.run(|store| {
+            store.with_connection(|c| {
+                c.prepare_cached("SELECT count(*) FROM opt_out_ledger WHERE 0")?
+                    .query_row([], |r| r.get::<_, i64>(0))
+            })?;
+            Ok(())
+        }))
+    }
+
+    fn purge(&self) -> BoxFuture<'_, Result<u64, LedgerError>> {
+        Box::pin(
+            self.worker
+                .run(|store| Ok(store.purge_processed(proxy_optout_sqlite::RETENTION)? as u64)),
+        )
+    }
+
+    fn close(&self) -> BoxFuture<'_, ()> {
+        Box::pin(self.worker.stop())
+    }
+}
