@@ -409,10 +409,14 @@ impl PipelineBuilder {
         });
         let pipeline = Pipeline { inner };
         let purge = Arc::downgrade(&pipeline.inner);
+        let stop = pipeline.inner.stop.clone();
         let mut background = vec![tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(3600));
             loop {
-                tick.tick().await;
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    _ = tick.tick() => {}
+                }
                 let Some(inner) = purge.upgrade() else { break };
                 if let Err(e) = inner.ledger.purge_processed().await {
                     tracing::warn!(error = %e, "purging old processed message ids failed");

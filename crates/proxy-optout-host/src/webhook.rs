@@ -143,8 +143,20 @@ impl<'a> WebhookRequest<'a> {
 
     /// The checks of a Twilio webhook: the content type, the size, the form, and the
     /// signature over `public_url` followed by the target. Returns the form once every
-    /// check passed.
-    pub(crate) fn authenticate(
+    /// check passed. [`Pipeline::authenticate`](crate::Pipeline::authenticate) runs these
+    /// with the pipeline's settings; this is for a handler with its own validator.
+    ///
+    /// # Errors
+    ///
+    /// The [`Refusal`] to answer: 415, 413, 400 or 403.
+    ///
+    /// ```
+    /// use proxy_optout_host::WebhookRequest;
+    /// let validator = proxy_optout_twilio::Validator::new("token");
+    /// let unsigned = WebhookRequest::new("POST", "/twilio/sms", b"a=b").header("Content-Type", "application/x-www-form-urlencoded");
+    /// assert_eq!(unsigned.authenticate(&validator, "https://h").unwrap_err().status(), 400);
+    /// ```
+    pub fn authenticate(
         &self,
         validator: &Validator,
         public_url: &str,

@@ -3,19 +3,16 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use proxy_optout::RelayCore;
-use proxy_optout_twilio::Validator;
+use proxy_optout_host::{Metrics, Pipeline};
 use sha2::{Digest, Sha256};
-use tokio_util::task::TaskTracker;
 
 use crate::backend::Db;
 use crate::config::Config;
-use crate::journal::Journal;
-use crate::metrics::Metrics;
-use crate::sender::Sender;
 
-/// Everything the handlers share. Immutable but for counters, so instances behind a load
-/// balancer agree: all state that matters is in the database.
+/// Everything the handlers share: the webhook [`Pipeline`] (from `proxy-optout-host`, with
+/// the session tables as its routing), the database, and the admin API's settings.
+/// Immutable but for counters, so instances behind a load balancer agree: all state that
+/// matters is in the database.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,28 +28,20 @@ use crate::sender::Sender;
 /// # Ok(()) }
 /// ```
 pub struct App {
-    core: Arc<RelayCore>,
+    pipeline: Pipeline,
     db: Db,
-    validator: Validator,
-    public_url: String,
     admin_digest: [u8; 32],
-    sender: Arc<dyn Sender>,
-    metrics: Arc<Metrics>,
     pool: Arc<[String]>,
     draining: AtomicBool,
-    tasks: TaskTracker,
-    journal: Journal,
-    send_attempts: u32,
-    database_timeout: std::time::Duration,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for App {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("App")
-            .field("public_url", &self.public_url)
+            .field("public_url", &self.pipeline.public_url())
             .field("database", &self.db.kind())
-            .field("sender", &self.sender.name())
+            .field("sender", &self.pipeline.sender().name())
             .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
@@ -65,31 +54,13 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
 }
 
 impl App {
-    pub(crate) fn new(
-        config: &Config,
-        db: Db,
-        journal: Journal,
-        sender: Arc<dyn Sender>,
-        public_url: String,
-    ) -> App {
-        let mut validator = Validator::new(&config.auth_tokens[0]);
-        for t in &config.auth_tokens[1..] {
-            validator = validator.with_token(t);
-        }
+    pub(crate) fn new(config: &Config, db: Db, pipeline: Pipeline) -> App {
         App {
-            core: Arc::new(RelayCore::new().with_mode(config.mode)),
+            pipeline,
             db,
-            validator,
-            public_url,
             admin_digest: digest(&config.admin_token),
-            sender,
-            metrics: Arc::default(),
             pool: config.proxy_numbers.as_slice().into(),
             draining: AtomicBool::new(false),
-            tasks: TaskTracker::new(),
-            journal,
-            send_attempts: config.send_attempts,
-            database_timeout: config.database_timeout,
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         }
     }
@@ -110,7 +81,7 @@ impl App {
     /// ```
     #[must_use]
     pub fn metrics(&self) -> &Metrics {
-        &self.metrics
+        self.pipeline.metrics()
     }
 
     /// The database.
@@ -148,23 +119,26 @@ impl App {
     /// ```
     #[must_use]
     pub fn public_url(&self) -> &str {
-        &self.public_url
+        self.pipeline.public_url()
     }
 
-    pub(crate) fn core(&self) -> &Arc<RelayCore> {
-        &self.core
-    }
-
-    pub(crate) fn shared_metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
-    }
-
-    pub(crate) fn sender(&self) -> &dyn Sender {
-        &*self.sender
-    }
-
-    pub(crate) fn validator(&self) -> &Validator {
-        &self.validator
+    /// The webhook pipeline.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = dir.path().join("r.db");
+    /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+    /// let server = proxy_relay::Server::start(&config, None).await?;
+    /// assert_eq!(server.app().pipeline().paths().0, proxy_relay::WEBHOOK_PATH);
+    /// # server.shutdown().await?;
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn pipeline(&self) -> &Pipeline {
+        &self.pipeline
     }
 
     pub(crate) fn pool(&self) -> &[String] {
@@ -199,28 +173,11 @@ impl App {
     /// ```
     #[must_use]
     pub fn journal_depth(&self) -> usize {
-        self.journal.depth()
-    }
-
-    pub(crate) fn journal(&self) -> &Journal {
-        &self.journal
+        self.pipeline.journal_depth()
     }
 
     /// One slot of the in-flight bound, if one is free.
     pub(crate) fn in_flight_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
         self.in_flight.clone().try_acquire_owned().ok()
-    }
-
-    pub(crate) fn database_timeout(&self) -> std::time::Duration {
-        self.database_timeout
-    }
-
-    pub(crate) fn send_attempts(&self) -> u32 {
-        self.send_attempts
-    }
-
-    /// The tasks that handle webhooks: shutdown waits for them.
-    pub(crate) fn tasks(&self) -> &TaskTracker {
-        &self.tasks
     }
 }

@@ -557,7 +557,7 @@ impl Config {
                     return Err(ConfigError::new("journal", "the path is empty"))
                 }
                 Some(p) => p.clone(),
-                None => crate::journal::default_path(&Database::parse(&args.database)),
+                None => default_journal(&Database::parse(&args.database)),
             },
         })
     }
@@ -602,4 +602,77 @@ fn check_public_url(url: &str) -> Result<String, ConfigError> {
         return Err(bad("contains whitespace"));
     }
     Ok(url.trim_end_matches('/').to_owned())
+}
+
+/// The sender a configuration asks for; a Twilio sender asks for delivery updates at
+/// `public_url` + [`STATUS_CALLBACK_PATH`](crate::STATUS_CALLBACK_PATH).
+///
+/// # Errors
+///
+/// [`ConfigError`](ConfigError) when the HTTP client cannot be built.
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// # let db = dir.path().join("r.db");
+/// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// # let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// let sender = proxy_relay::sender_for(&config, "https://relay.example.com")?;
+/// assert_eq!(sender.name(), "log");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub fn sender_for(
+    config: &Config,
+    public_url: &str,
+) -> Result<std::sync::Arc<dyn proxy_optout_host::Sender>, ConfigError> {
+    Ok(match &config.sender {
+        SenderConfig::Log => std::sync::Arc::new(proxy_optout_host::LogSender),
+        SenderConfig::Twilio {
+            api_url,
+            account_sid,
+            api_key,
+            timeout,
+            ..
+        } => {
+            let mut sender = proxy_optout_host::TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])
+                .map_err(|e| ConfigError::new("twilio-api-url", e.to_string()))?;
+            if let Some((key, secret)) = api_key {
+                sender = sender.api_key(key, secret);
+            }
+            std::sync::Arc::new(
+                sender
+                    .status_callback(format!("{public_url}{}", crate::STATUS_CALLBACK_PATH))
+                    .timeout(*timeout),
+            )
+        }
+    })
+}
+
+/// Where the journal goes when `--journal` is not given: beside a SQLite database
+/// (`relay.db` → `relay.journal.db`), or `proxy-relay.journal.db` for PostgreSQL.
+pub(crate) fn default_journal(database: &Database) -> std::path::PathBuf {
+    match database {
+        Database::Sqlite(p) => {
+            let stem = p.file_stem().map_or_else(
+                || "proxy-relay".into(),
+                |s| s.to_string_lossy().into_owned(),
+            );
+            p.with_file_name(format!("{stem}.journal.db"))
+        }
+        Database::Postgres(_) => std::path::PathBuf::from("proxy-relay.journal.db"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    #[test]
+    fn the_default_journal_sits_beside_the_database() {
+        let p = default_journal(&Database::parse("/var/lib/relay/relay.db"));
+        assert_eq!(p, PathBuf::from("/var/lib/relay/relay.journal.db"));
+        let p = default_journal(&Database::parse("postgres://u@h/db"));
+        assert_eq!(p, PathBuf::from("proxy-relay.journal.db"));
+    }
 }

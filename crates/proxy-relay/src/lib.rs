@@ -15,14 +15,16 @@
 //! # Architecture
 //!
 //! A request walks one way: the HTTP side (`http/`: webhooks, admin, operations) extracts and
-//! authenticates it; the [backend](Db) decides it in one job on the database (claim the
-//! message id, find the session, run the relay's [steps](proxy_optout::Steps) with the
-//! ledger reads and writes they ask for); the pipeline performs the outcome's effects in
-//! order and stores the answer; the answer goes back as TwiML. SQLite and PostgreSQL are one
-//! file each behind the backend trait; nothing above it knows which one it talks to.
+//! authenticates it; Twilio's webhooks go to the [`Pipeline`] of `proxy-optout-host` (the
+//! same library any existing service mounts), with this server's session tables as its
+//! routing: it claims the message id, asks the routing for the session, runs the relay's
+//! [steps](proxy_optout::Steps) with the ledger reads and writes they ask for in one job on
+//! the database, performs the effects in order, and stores the answer. The admin API and the
+//! session tables are this server's own. SQLite and PostgreSQL are one file each behind the
+//! backend trait; nothing above it knows which one it talks to.
 //!
-//! The library half exists so tests (and hosts that embed the service) can start it in
-//! process:
+//! The library half exists so tests (and hosts that embed the whole server) can start it in
+//! process; a host with its own sessions uses `proxy-optout-host` directly:
 //!
 //! ```
 //! use clap::Parser;
@@ -45,31 +47,25 @@ mod app;
 mod backend;
 mod config;
 mod http;
-mod inbound;
-mod journal;
-mod metrics;
-mod pipeline;
-mod rfc2822;
-mod sender;
 mod server;
 mod sessions;
 
 pub use app::App;
 pub use backend::{AdminError, Database, Db, DbError, SESSION_SCHEMA, SESSION_SCHEMA_VERSION};
 pub use config::{
-    Cli, Command, Config, ConfigError, ModeArg, SenderArg, SenderConfig, ServeArgs, MIN_ADMIN_TOKEN,
+    sender_for, Cli, Command, Config, ConfigError, ModeArg, SenderArg, SenderConfig, ServeArgs,
+    MIN_ADMIN_TOKEN,
 };
 pub use http::admin::MAX_LIST;
 pub use http::router;
-pub use http::webhook::{check_webhook, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
-pub use journal::JournalError;
-pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
-pub use sender::{
-    sender_for, LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent,
-    TwilioSender, SEND_ATTEMPTS, SEND_TIMEOUT,
+// The pipeline is `proxy-optout-host`'s; these are its types the server's API shows.
+pub use proxy_optout_host::{
+    JournalError, LogSender, MemorySender, Metrics, Outgoing, Pipeline, SendError, SendFuture,
+    Sender, Sent, SessionRoute, TwilioSender, LATENCY_BUCKETS, ROUTES, SEND_ATTEMPTS,
+    SEND_TIMEOUT, STATUS_CALLBACK_PATH, WEBHOOK_PATH,
 };
 pub use server::{webhook_urls, Server, StartError};
 pub use sessions::{
-    FieldError, NewParticipant, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
+    FieldError, NewParticipant, NewSession, Session, SessionParticipant, SessionStatus,
     MAX_FRIENDLY_NAME,
 };

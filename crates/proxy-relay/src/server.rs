@@ -5,16 +5,13 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use proxy_optout_host::{Metrics, Pipeline, Sender};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::backend::{Db, DbError};
-use crate::config::Config;
-use crate::journal::Journal;
-use crate::pipeline::{self, Delivery, Failure};
-use crate::sender::{sender_for, Sender};
+use crate::config::{sender_for, Config};
 
 /// Why the server did not start.
 ///
@@ -33,7 +30,7 @@ pub enum StartError {
     Database(#[from] DbError),
     /// The journal could not be opened.
     #[error("--journal: {0}")]
-    Journal(#[from] crate::journal::JournalError),
+    Journal(#[from] proxy_optout_host::JournalError),
     /// The address could not be bound.
     #[error("--listen: cannot listen on {addr}: {source}")]
     Bind {
@@ -64,9 +61,6 @@ pub struct Server {
     app: Arc<App>,
     shutdown: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
-    purging: JoinHandle<()>,
-    replaying: JoinHandle<()>,
-    stop_replaying: CancellationToken,
     grace: Duration,
 }
 
@@ -120,14 +114,28 @@ impl Server {
             None => sender_for(config, &public_url)?,
         };
         let db = Db::open(&config.database, config.pg_pool_size).await?;
-        let journal = match Journal::open(&config.journal) {
-            Ok(j) => j,
+        let pipeline = Pipeline::builder_shared(db.ledger().clone(), Arc::new(db.routing()), sender)
+            .auth_token(config.auth_tokens[0].clone())
+            .public_url(public_url)
+            .mode(config.mode)
+            .journal(config.journal.clone())
+            .send_attempts(config.send_attempts)
+            .database_timeout(config.database_timeout)
+            .metrics(Arc::new(Metrics::with_prefix("proxy_relay")));
+        let pipeline = config.auth_tokens[1..]
+            .iter()
+            .fold(pipeline, |p, t| p.auth_token(t.clone()));
+        let pipeline = match pipeline.start().await {
+            Ok(p) => p,
             Err(e) => {
                 db.close().await;
-                return Err(e.into());
+                return Err(match e {
+                    proxy_optout_host::BuildError::Journal(j) => StartError::Journal(j),
+                    other => StartError::Config(crate::ConfigError::new("public-url", other.to_string())),
+                });
             }
         };
-        let app = Arc::new(App::new(config, db, journal, sender, public_url));
+        let app = Arc::new(App::new(config, db, pipeline));
         let (tx, rx) = oneshot::channel::<()>();
         let router = crate::http::router(app.clone());
         let limits = Limits {
@@ -135,20 +143,7 @@ impl Server {
             max_connections: config.max_connections,
         };
         let serving = tokio::spawn(serve(listener, router, limits, app.clone(), rx));
-        let purge = Arc::downgrade(&app);
-        let purging = tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(3600));
-            loop {
-                tick.tick().await;
-                let Some(app) = purge.upgrade() else { break };
-                if let Err(e) = app.db().purge_processed().await {
-                    tracing::warn!(error = %e, "purging old processed message ids failed");
-                }
-            }
-        });
-        let stop_replaying = CancellationToken::new();
-        let replaying = tokio::spawn(replay(app.clone(), stop_replaying.clone()));
-        tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), journal = %app.journal().path().display(), journaled = app.journal_depth(), sender = app.sender().name(), mode = ?config.mode, "serving");
+        tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), journal = %app.pipeline().journal_path().map(|p| p.display().to_string()).unwrap_or_default(), journaled = app.journal_depth(), sender = app.pipeline().sender().name(), mode = ?config.mode, "serving");
         let (inbound, status) = webhook_urls(app.public_url());
         tracing::info!(
             a_message_comes_in = %inbound,
@@ -160,9 +155,6 @@ impl Server {
             app,
             shutdown: Some(tx),
             serving,
-            purging,
-            replaying,
-            stop_replaying,
             grace: config.shutdown_grace,
         })
     }
@@ -265,26 +257,11 @@ impl Server {
                 ))
             }
         };
-        // Message tasks outlive their requests on purpose (a caller that hung up); wait for
-        // them too, within the same deadline.
-        let tasks = self.app.tasks();
-        tasks.close();
-        let finished = tokio::time::timeout_at(deadline, tasks.wait())
-            .await
-            .is_ok();
-        self.purging.abort();
-        let _ = (&mut self.purging).await;
-        // The replay finishes the entry it is handling (within the deadline); the rest stay in
-        // the journal for the next start.
-        self.stop_replaying.cancel();
-        if tokio::time::timeout_at(deadline, &mut self.replaying)
-            .await
-            .is_err()
-        {
-            self.replaying.abort();
-            let _ = (&mut self.replaying).await;
-        }
-        self.app.db().close().await;
+        // Message tasks outlive their requests on purpose (a caller that hung up); the
+        // pipeline waits for them too, within the same deadline, stops the journal's replay
+        // (what is left stays journaled for the next start), and closes the database.
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let finished = self.app.pipeline().shutdown_within(left).await;
         match (served, finished) {
             (Err(e), _) => Err(e),
             (Ok(()), false) => Err(std::io::Error::new(
@@ -374,78 +351,7 @@ async fn serve(
 #[must_use]
 pub fn webhook_urls(public_url: &str) -> (String, String) {
     (
-        format!(
-            "{public_url}{}#rc=2&rp=ct,rt,5xx&tt=14000",
-            crate::WEBHOOK_PATH
-        ),
+        proxy_optout_host::webhook_url(public_url, crate::WEBHOOK_PATH),
         format!("{public_url}{}", crate::STATUS_CALLBACK_PATH),
     )
-}
-
-/// Handles the journal in arrival order: the oldest entry until it is done (or can never
-/// be), backing off while the database or the provider is still out.
-async fn replay(app: Arc<App>, stop: CancellationToken) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = app.journal().wait() => {}
-        }
-        let entry = match app.journal().oldest().await {
-            Ok(Some(e)) => e,
-            Ok(None) => continue,
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the journal");
-                if wait(&stop, Duration::from_secs(1)).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        let delivery = Delivery::Replay {
-            received_at: entry.received_at,
-            maybe_sent: entry.maybe_sent,
-        };
-        let sid = entry.message.id().to_owned();
-        let done = match pipeline::handle(&app, entry.message, delivery).await {
-            Ok(_) => {
-                app.metrics().journal("replayed");
-                true
-            }
-            Err(Failure::Never(error)) => {
-                app.metrics().journal("dropped");
-                tracing::error!(message_sid = sid, error = ?error, "a journaled message can never be handled; dropping it");
-                true
-            }
-            Err(Failure::Later { maybe_sent, cause }) => {
-                tracing::warn!(message_sid = sid, cause = %cause, retry_in = ?backoff, "a journaled message cannot be handled yet");
-                if maybe_sent && !entry.maybe_sent {
-                    if let Err(e) = app.journal().mark_maybe_sent(entry.seq).await {
-                        tracing::error!(error = %e, "cannot update the journal");
-                    }
-                }
-                false
-            }
-        };
-        if done {
-            backoff = Duration::from_millis(100);
-            if let Err(e) = app.journal().remove(entry.seq).await {
-                tracing::error!(error = %e, "cannot update the journal");
-            }
-        } else {
-            let pause = backoff;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
-            if wait(&stop, pause).await {
-                return;
-            }
-        }
-    }
-}
-
-/// Sleeps for `pause`; true if stopped meanwhile.
-async fn wait(stop: &CancellationToken, pause: Duration) -> bool {
-    tokio::select! {
-        () = stop.cancelled() => true,
-        () = tokio::time::sleep(pause) => false,
-    }
 }

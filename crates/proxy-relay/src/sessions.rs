@@ -1,7 +1,7 @@
 //! Sessions as the admin API sees them: what a client sends to create one, what it gets back,
 //! and the checks that turn a bad request into an error naming the field.
 
-use proxy_optout::{validate_identifier, Participant, Route};
+use proxy_optout::validate_identifier;
 use serde::{Deserialize, Serialize};
 
 /// Whether a session still relays.
@@ -246,44 +246,4 @@ pub(crate) fn strip_channel(identifier: &str) -> &str {
 /// texts the same number on WhatsApp.
 pub(crate) fn proxy_for(participant: &str, number: &str) -> String {
     format!("{}{}", channel_prefix(participant), number)
-}
-
-/// What the webhook needs about the session of one (sender, proxy number) pair.
-///
-/// ```
-/// let row = proxy_relay::RouteRow { session: "KS1".into(), sender: proxy_optout::Participant::new("+1A", "+1P")?, recipient: None };
-/// assert!(row.route()?.recipient().is_none());
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct RouteRow {
-    /// The session id.
-    pub session: String,
-    /// The sender as stored.
-    pub sender: Participant,
-    /// The other participant, if the session still has one.
-    pub recipient: Option<Participant>,
-}
-
-impl RouteRow {
-    /// The core's route over this row.
-    ///
-    /// # Errors
-    ///
-    /// The core's [`SessionError`](proxy_optout::SessionError) for a session id or pair that
-    /// is not canonical (only a hand-edited database has one).
-    ///
-    /// ```
-    /// use proxy_optout::Participant;
-    /// let row = proxy_relay::RouteRow {
-    ///     session: "KS1".into(),
-    ///     sender: Participant::new("+1A", "+1P")?,
-    ///     recipient: Some(Participant::new("+1B", "+1P")?),
-    /// };
-    /// assert_eq!(row.route()?.recipient().unwrap().identifier(), "+1B");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn route(&self) -> Result<Route<'_>, proxy_optout::SessionError> {
-        Route::new(&self.session, &self.sender, self.recipient.as_ref())
-    }
 }

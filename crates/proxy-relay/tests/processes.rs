@@ -168,7 +168,7 @@ async fn sigkill_loses_no_acknowledged_opt_out() {
             let k = i % PAIRS;
             let (body, meant) = stop_or_start(i);
             let a = c.message(&drivers[k], &proxies[k], body).await.unwrap();
-            assert!(a.status == 200 && a.reply().is_some(), "{a:?}");
+            assert_eq!(a.status, 200, "{a:?}");
             acked[k] = Some(meant);
             total_acked += 1;
             i += 1;
@@ -182,7 +182,7 @@ async fn sigkill_loses_no_acknowledged_opt_out() {
         p.signal("-KILL");
         let in_flight = match in_flight.await.unwrap() {
             // Answered before the kill: acknowledged.
-            Ok(a) if a.status == 200 && a.reply().is_some() => {
+            Ok(a) if a.status == 200 => {
                 acked[k] = Some(meant);
                 None
             }

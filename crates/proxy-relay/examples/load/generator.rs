@@ -15,8 +15,8 @@ use axum::routing::post;
 use axum::Router;
 use proxy_optout_twilio::{sign, Validator, CONTENT_TYPE, EMPTY, MAX_FORM_BYTES};
 
-use axum::extract::rejection::BytesRejection;
-use proxy_relay::{check_webhook, WEBHOOK_PATH};
+use proxy_optout_host::WebhookRequest;
+use proxy_relay::WEBHOOK_PATH;
 
 struct Floor {
     validator: Validator,
@@ -41,11 +41,18 @@ async fn floor_webhook(
     State(floor): State<Arc<Floor>>,
     OriginalUri(uri): OriginalUri,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: Bytes,
 ) -> Response {
-    match check_webhook(&floor.validator, &floor.public_url, &uri, &headers, &body) {
+    let target = uri.path_and_query().map_or("/", |pq| pq.as_str());
+    let request = headers
+        .iter()
+        .filter_map(|(n, v)| Some((n.as_str(), v.to_str().ok()?)))
+        .fold(WebhookRequest::new("POST", target, &body), |r, (n, v)| {
+            r.header(n, v)
+        });
+    match request.authenticate(&floor.validator, &floor.public_url) {
         Ok(_) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], EMPTY).into_response(),
-        Err(r) => r,
+        Err(r) => r.into_response(),
     }
 }
 

@@ -1,7 +1,8 @@
-//! The one seam to the database. [`Backend`] is what the server asks of it: decide one
-//! message (claim its id, find its session, run the relay's steps with the ledger reads and
-//! writes they ask for) in one job, store the answer, record a 21610, and the session admin
-//! calls. SQLite (one host) and PostgreSQL (several instances) each implement it in one file;
+//! The server's database: the pipeline's [`Ledger`] (the opt-out ledger and the processed
+//! message ids, from `proxy-optout-host`) and, beside it in the same file or database, the
+//! session tables. [`Backend`] is what the server asks of the session tables: the route of a
+//! (From, To) pair, which it gives the pipeline as its [`Routing`], and the admin calls.
+//! SQLite (one host) and PostgreSQL (several instances) each implement it in one file;
 //! nothing above this module knows which one it talks to.
 
 use std::future::Future;
@@ -10,19 +11,13 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use proxy_optout::{
-    Answer, FeedbackError, InputError, OptState, Outcome, Participant, ProxyPolicy, RelayCore,
-    RelayError, Step, StopFilterFlag, TwilioProxy,
-};
+use proxy_optout::{OptState, Participant};
+use proxy_optout_host::{Ledger, LedgerError, Routing, RoutingError, SessionRoute};
 
-use crate::inbound::Message;
-use crate::sessions::{
-    proxy_for, FieldError, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
-};
+use crate::sessions::{proxy_for, FieldError, NewSession, Session, SessionParticipant, SessionStatus};
 
 mod postgres;
 mod sqlite;
-mod worker;
 
 /// A boxed, `Send` future: the backend is used as `Arc<dyn Backend>`.
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
@@ -172,6 +167,16 @@ pub enum DbError {
     },
 }
 
+impl From<LedgerError> for DbError {
+    fn from(e: LedgerError) -> Self {
+        match e {
+            LedgerError::Sqlite(e) => DbError::Sqlite(e),
+            LedgerError::Postgres(e) => DbError::Postgres(e),
+            other => DbError::Task(other.to_string()),
+        }
+    }
+}
+
 impl From<proxy_optout_postgres::tokio_postgres::Error> for DbError {
     fn from(e: proxy_optout_postgres::tokio_postgres::Error) -> Self {
         DbError::Postgres(e.into())
@@ -229,86 +234,18 @@ impl AdminError {
     }
 }
 
-/// What the database and the relay made of one delivery.
-#[derive(Debug)]
-pub(crate) enum Decided {
-    /// Decided (the ledger change, if any, is stored, and so is the claim: it marks that
-    /// sends may follow). `resumed`: the claim was taken over from a handler that crashed or
-    /// hung, so what it sent may have gone out.
-    Outcome {
-        outcome: Box<Outcome<'static>>,
-        resumed: bool,
-    },
-    /// Answered before: give this again and perform nothing.
-    Replay(String),
-    /// Being handled by another request now.
-    InProgress,
-}
-
-/// Why a delivery was not decided. Whatever the variant, nothing stays claimed: the backend
-/// gave its claim back, so the platform's retry is handled in full.
-#[derive(Debug)]
-pub(crate) enum DecideError {
-    /// The database could not be reached or answered with an error.
-    Unavailable(DbError),
-    /// A stored session row is not valid (edited by hand).
-    BadSession(DbError),
-    /// The relay refused the message.
-    Input(InputError),
-    /// The ledger failed: the relay failed closed (nothing confirmed, nothing forwarded).
-    Ledger(Box<RelayError<DbError>>),
-}
-
 /// The database, as the server uses it. Implemented once per database; every method owns its
 /// arguments, because the SQLite calls travel to the database thread.
 pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
-    /// Claims the message id, finds the route of (`from`, `to`), and runs the relay's steps,
-    /// reading and storing the ledger as they ask: one job on the database (one thread hop on
-    /// SQLite, one round trip on PostgreSQL for an ordinary message). The claim and the
-    /// ledger change are durable when this returns: the claim is the record that sends may
-    /// follow, so a crash after it is recovered by asking the provider, not by sending blind.
-    fn decide(
-        &self,
-        core: Arc<RelayCore>,
-        message: Arc<Message>,
-    ) -> BoxFuture<'_, Result<Decided, DecideError>>;
-
-    /// Stores the answer of a claimed message. Returns once a later claim of the id is sure
-    /// to see it (SQLite: queued on the database thread, which runs calls in order;
-    /// PostgreSQL: written); `on_error` runs if the write fails after that.
-    fn complete(
-        &self,
-        message_id: String,
-        answer: String,
-        on_error: Box<dyn FnOnce(DbError) + Send>,
-    ) -> BoxFuture<'_, ()>;
-
-    /// Gives a claim back after a failure, so the platform's retry is handled in full.
-    fn release(&self, message_id: String) -> BoxFuture<'_, Result<(), DbError>>;
-
-    /// Records that the platform refused a send from `from` to `to` with 21610.
-    fn refused(
-        &self,
-        core: Arc<RelayCore>,
-        from: String,
-        to: String,
-    ) -> BoxFuture<'_, Result<(), FeedbackError<DbError>>>;
-
-    /// The ledger's state of one key.
-    fn state(&self, scope: String, participant: String)
-        -> BoxFuture<'_, Result<OptState, DbError>>;
+    /// The session of (`from`, `to`), if one is open.
+    fn route(&self, from: String, to: String)
+        -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>>;
 
     /// Runs a query that returns one integer (for audits and tests).
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>>;
 
     /// Runs statements that return no rows (for maintenance and tests).
     fn execute(&self, sql: String) -> BoxFuture<'_, Result<(), DbError>>;
-
-    /// Whether the database answers.
-    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>>;
-
-    /// Forgets processed message ids older than the retention period.
-    fn purge(&self) -> BoxFuture<'_, Result<u64, DbError>>;
 
     /// Creates a session with id `sid`, giving each participant a proxy number from `pool`.
     fn create_session(
@@ -331,9 +268,6 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// Closes a session (its pairs stop routing); `None` if there is none.
     fn close_session(&self, sid: String) -> BoxFuture<'_, Result<Option<Session>, DbError>>;
 
-    /// Finishes what was queued and lets go of the database (the file and its lock, the
-    /// pool's connections). Later calls fail.
-    fn close(&self) -> BoxFuture<'_, ()>;
 }
 
 /// The server's database handle. Cheap to clone.
@@ -350,7 +284,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 #[derive(Clone, Debug)]
 pub struct Db {
     backend: Arc<dyn Backend>,
-    kind: &'static str,
+    ledger: Ledger,
 }
 
 impl Db {
@@ -370,19 +304,31 @@ impl Db {
     /// ```
     pub async fn open(database: &Database, pg_pool_size: usize) -> Result<Db, DbError> {
         Ok(match database {
-            Database::Sqlite(path) => Db {
-                backend: Arc::new(sqlite::SqliteBackend::open(path.clone()).await?),
-                kind: "sqlite",
-            },
-            Database::Postgres(url) => Db {
-                backend: Arc::new(postgres::PgBackend::open(url, pg_pool_size).await?),
-                kind: "postgres",
-            },
+            Database::Sqlite(path) => {
+                let (backend, ledger) = sqlite::SqliteBackend::open(path.clone()).await?;
+                Db {
+                    backend: Arc::new(backend),
+                    ledger,
+                }
+            }
+            Database::Postgres(url) => {
+                let (backend, ledger) = postgres::PgBackend::open(url, pg_pool_size).await?;
+                Db {
+                    backend: Arc::new(backend),
+                    ledger,
+                }
+            }
         })
     }
 
-    pub(crate) fn backend(&self) -> &dyn Backend {
-        &*self.backend
+    /// The pipeline's ledger, in the same file or database.
+    pub(crate) fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// The pipeline's routing: the session tables.
+    pub(crate) fn routing(&self) -> SessionRouting {
+        SessionRouting(self.backend.clone())
     }
 
     /// `sqlite` or `postgres`.
@@ -396,7 +342,7 @@ impl Db {
     /// ```
     #[must_use]
     pub fn kind(&self) -> &'static str {
-        self.kind
+        self.ledger.kind()
     }
 
     /// Whether the database answers (readiness).
@@ -413,7 +359,7 @@ impl Db {
     /// # Ok(()) }
     /// ```
     pub async fn ping(&self) -> Result<(), DbError> {
-        self.backend.ping().await
+        Ok(self.ledger.ping().await?)
     }
 
     /// The ledger's state of `participant` on `proxy` (per-number scope).
@@ -430,9 +376,7 @@ impl Db {
     /// # Ok(()) }
     /// ```
     pub async fn state(&self, proxy: &str, participant: &str) -> Result<OptState, DbError> {
-        self.backend
-            .state(proxy.to_owned(), participant.to_owned())
-            .await
+        Ok(self.ledger.state(proxy, participant).await?)
     }
 
     /// Runs `sql`, a query returning one integer, on whichever database this is: for audits
@@ -485,7 +429,7 @@ impl Db {
     /// # Ok(()) }
     /// ```
     pub async fn purge_processed(&self) -> Result<u64, DbError> {
-        self.backend.purge().await
+        Ok(self.ledger.purge_processed().await?)
     }
 
     /// Creates a session, giving each participant a proxy number from `pool`.
@@ -591,7 +535,7 @@ impl Db {
     /// # Ok(()) }
     /// ```
     pub async fn close(&self) {
-        self.backend.close().await;
+        self.ledger.close().await;
     }
 }
 
@@ -603,25 +547,6 @@ pub(crate) fn now_ms() -> i64 {
 
 fn new_sid() -> String {
     format!("KS{}", uuid::Uuid::new_v4().simple())
-}
-
-/// The server's policy: Twilio Proxy's defaults (the account flag off, STOP filtering on,
-/// every hook allowing). `Some` for the questions it answers.
-fn policy_answer<E>(step: &Step<'_>) -> Option<Answer<E>> {
-    match step {
-        Step::Filtering(number) => {
-            Some(Answer::Filtering(TwilioProxy.stop_filtering(Some(number))))
-        }
-        Step::Intercept(message, decision) => {
-            Some(Answer::Intercept(TwilioProxy.intercept(message, decision)))
-        }
-        _ => None,
-    }
-}
-
-/// The account flag the server runs with.
-fn flag() -> StopFilterFlag {
-    TwilioProxy.stop_filter_flag()
 }
 
 /// Picks the proxy number for `identifier`: the requested one if free, else the first pool
@@ -664,21 +589,25 @@ fn participant(sid: &str, identifier: &str, proxy: &str) -> Result<Participant, 
     })
 }
 
-/// The route row of one lookup: the sender as asked, the other participant as stored.
+/// The route of one lookup: the sender as asked, the other participant as stored. A row
+/// the relay cannot use is a [`DbError::BadRow`].
 fn route_row(
     session: String,
     from: &str,
     to: &str,
     other: Option<String>,
     other_proxy: Option<String>,
-) -> Result<RouteRow, DbError> {
-    Ok(RouteRow {
-        sender: participant(&session, from, to)?,
-        recipient: match (other, other_proxy) {
-            (Some(o), Some(op)) => Some(participant(&session, &o, &op)?),
-            _ => None,
-        },
-        session,
+) -> Result<SessionRoute, DbError> {
+    let recipient = match (other, other_proxy) {
+        (Some(o), Some(op)) => Some(participant(&session, &o, &op)?),
+        _ => None,
+    };
+    let sender = participant(&session, from, to)?;
+    SessionRoute::from_participants(session.clone(), sender, recipient).map_err(|e| {
+        DbError::BadRow {
+            sid: session,
+            reason: e.to_string(),
+        }
     })
 }
 
@@ -703,16 +632,28 @@ fn assemble(head: SessionHead, participants: Vec<SessionParticipant>) -> Result<
     })
 }
 
-/// The route of a looked-up row, for the relay: a row this build cannot use is
-/// [`DecideError::BadSession`].
-fn route_of(row: Option<&RouteRow>) -> Result<Option<proxy_optout::Route<'_>>, DecideError> {
-    row.map(|r| {
-        r.route().map_err(|e| {
-            DecideError::BadSession(DbError::BadRow {
-                sid: r.session.clone(),
-                reason: e.to_string(),
-            })
+/// The session tables as the pipeline's [`Routing`]: a row this build cannot use is the
+/// host's bug (500), any other failure the database's (the message is journaled).
+#[derive(Clone, Debug)]
+pub(crate) struct SessionRouting(Arc<dyn Backend>);
+
+impl Routing for SessionRouting {
+    fn route<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> proxy_optout_host::BoxFuture<'a, Result<Option<SessionRoute>, RoutingError>> {
+        Box::pin(async move {
+            self.0
+                .route(from.to_owned(), to.to_owned())
+                .await
+                .map_err(|e| match e {
+                    DbError::BadRow { sid, reason } => RoutingError::Invalid {
+                        session: sid,
+                        reason,
+                    },
+                    other => RoutingError::unavailable(other),
+                })
         })
-    })
-    .transpose()
+    }
 }

@@ -1,74 +1,19 @@
 //! PostgreSQL: the session tables in the store's schema (its connections set the
-//! `search_path`), shared by every relay instance. One message is one call of a server-side
-//! function that claims its id (the store crate's `proxy_optout_claim`), finds its route,
-//! stores a STOP or START, and reads both ledger states, in one statement: one round trip.
+//! `search_path`), beside the pipeline's ledger, shared by every relay instance.
 
 use std::sync::Arc;
 
-use proxy_optout::AsyncOptOutStore as _;
-use proxy_optout::{
-    Answer, Answers, Feedback, FeedbackError, LedgerKey, LedgerScope, OptState, RelayCore,
-    Settings, Step, TwilioProxy,
-};
+use proxy_optout_host::{Ledger, PgLedger, SessionRoute};
 use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::error::SqlState;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
 use super::{
-    assemble, flag, now_ms, pick_proxy, policy_answer, route_of, route_row, AdminError, Backend,
-    BoxFuture, DbError, DecideError, Decided, SessionHead, ROUTE, SESSION_SCHEMA,
-    SESSION_SCHEMA_VERSION,
+    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError,
+    SessionHead, ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
-use crate::inbound::Message;
 use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, SessionStatus};
-
-/// The decision's one statement. Versioned in its name: instances of two builds on one
-/// database during a rolling upgrade each call their own.
-const BEGIN_FUNCTION: &str = "
-CREATE OR REPLACE FUNCTION proxy_relay_begin_v2(
-    p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
-    p_scope TEXT, p_write_state TEXT)
-RETURNS TABLE (claim TEXT, answer TEXT, session_sid TEXT, other TEXT, other_proxy TEXT,
-               sender_state TEXT, recipient_state TEXT)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-BEGIN
-    claim := 'new';
-    IF p_message_id IS NOT NULL THEN
-        SELECT CASE WHEN c.resumed THEN 'resumed' WHEN c.claimed THEN 'new'
-                    WHEN c.answer IS NULL THEN 'in_progress' ELSE 'answered' END,
-               c.answer
-          INTO claim, answer
-          FROM proxy_optout_claim(p_message_id, p_stale_secs) AS c;
-        IF claim NOT IN ('new', 'resumed') THEN
-            RETURN NEXT;
-            RETURN;
-        END IF;
-    END IF;
-    SELECT r.session_sid, r.identifier, r.proxy_identifier
-      INTO session_sid, other, other_proxy
-      FROM ({ROUTE}) AS r;
-    IF p_write_state IS NOT NULL THEN
-        INSERT INTO opt_out_ledger AS l (scope, participant, state, updated_at)
-        VALUES (COALESCE(p_scope, p_to), p_from, p_write_state, now())
-        ON CONFLICT (scope, participant)
-        DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
-    END IF;
-    SELECT l.state INTO sender_state FROM opt_out_ledger l
-     WHERE l.scope = COALESCE(p_scope, p_to) AND l.participant = p_from;
-    IF other IS NOT NULL THEN
-        SELECT l.state INTO recipient_state FROM opt_out_ledger l
-         WHERE l.scope = COALESCE(p_scope, other_proxy) AND l.participant = other;
-    END IF;
-    RETURN NEXT;
-END
-$$;
-";
-
-const BEGIN: &str =
-    "SELECT claim, answer, session_sid, other, other_proxy, sender_state, recipient_state
-     FROM proxy_relay_begin_v2($1, $2, $3, $4, $5, $6)";
 
 #[derive(Debug)]
 pub(super) struct PgBackend {
@@ -79,14 +24,13 @@ async fn client(pg: &PgStore) -> Result<Object, DbError> {
     Ok(pg.pool().get().await.map_err(StoreError::from)?)
 }
 
-/// The decision's function, with the route query both backends share.
-fn begin_function() -> String {
-    let route = ROUTE.replace("?1", "p_from").replace("?2", "p_to");
-    BEGIN_FUNCTION.replace("{ROUTE}", &route)
+/// The route query in PostgreSQL's placeholders.
+fn route_query() -> String {
+    ROUTE.replace("?1", "$1").replace("?2", "$2")
 }
 
 impl PgBackend {
-    pub(super) async fn open(url: &str, pool_size: usize) -> Result<PgBackend, DbError> {
+    pub(super) async fn open(url: &str, pool_size: usize) -> Result<(PgBackend, Ledger), DbError> {
         let pg = PgStore::connect_with(
             url,
             Options::default()
@@ -121,145 +65,18 @@ impl PgBackend {
                 supported: SESSION_SCHEMA_VERSION,
             });
         }
-        tx.batch_execute(&begin_function()).await?;
         tx.commit().await?;
         drop(c);
-        Ok(PgBackend { pg })
+        let ledger = PgLedger::from_store(pg.clone()).await?;
+        Ok((PgBackend { pg }, ledger.into()))
     }
 
-    async fn decide_now(&self, core: &RelayCore, m: &Message) -> Result<Decided, DecideError> {
-        let inbound = m.inbound();
-        // The ledger change a message asks for does not depend on its route (it is keyed by
-        // its sender and proxy number, and the route's sender is built from the same
-        // addresses), so it is known before the trip and stored inside it. The steps below
-        // still decide: a change they ask for that was not stored gets its own write.
-        let settings = Settings::from_policy(&TwilioProxy, &m.to, None);
-        let predicted = core
-            .plan(&inbound, None, settings)
-            .map_err(DecideError::Input)?
-            .finish(Answers::new())
-            .ledger()
-            .map(|c| c.state());
-        let scope = match core.scope() {
-            LedgerScope::Service(id) => Some(id.as_str()),
-            _ => None,
-        };
-        let stale = proxy_optout_postgres::STALE_CLAIM.as_secs_f64();
-        let row = self
-            .begin(&m.sid, stale, m, scope, predicted)
-            .await
-            .map_err(DecideError::Unavailable)?;
-        let claim: String = row.get(0);
-        match claim.as_str() {
-            "answered" => return Ok(Decided::Replay(row.get(1))),
-            "in_progress" => return Ok(Decided::InProgress),
-            _ => {}
-        }
-        let resumed = claim == "resumed";
-        let decided = self.steps(core, m, &row, predicted, resumed).await;
-        if let (Err(_), Some(id)) = (&decided, &m.sid) {
-            if let Err(e) = self.pg.release(id).await {
-                tracing::error!(error = %e, message_sid = %id, "could not release the claim; a retry waits for it to go stale");
-            }
-        }
-        decided
-    }
-
-    async fn begin(
-        &self,
-        id: &Option<String>,
-        stale: f64,
-        m: &Message,
-        scope: Option<&str>,
-        write: Option<OptState>,
-    ) -> Result<Row, DbError> {
+    async fn route(&self, from: &str, to: &str) -> Result<Option<SessionRoute>, DbError> {
         let c = client(&self.pg).await?;
-        let stmt = c.prepare_cached(BEGIN).await?;
-        let write = write.map(OptState::as_str);
-        Ok(
-            c.query_one(&stmt, &[id, &stale, &m.from, &m.to, &scope, &write])
-                .await?,
-        )
-    }
-
-    async fn steps(
-        &self,
-        core: &RelayCore,
-        m: &Message,
-        row: &Row,
-        predicted: Option<OptState>,
-        resumed: bool,
-    ) -> Result<Decided, DecideError> {
-        let session: Option<String> = row.get(2);
-        let route_row = session
-            .map(|s| route_row(s, &m.from, &m.to, row.get(3), row.get(4)))
+        let stmt = c.prepare_cached(&route_query()).await?;
+        let row = c.query_opt(&stmt, &[&from, &to]).await?;
+        row.map(|r| route_row(r.get(0), from, to, r.get(1), r.get(2)))
             .transpose()
-            .map_err(DecideError::BadSession)?;
-        let route = route_of(route_row.as_ref())?;
-        let inbound = m.inbound();
-        let sender_key = core.key(&m.to, &m.from);
-        let recipient_key = route
-            .and_then(|r| r.recipient())
-            .map(|p| core.key(p.proxy_identifier(), p.identifier()));
-        let prefetched = |key: LedgerKey<'_>| -> Option<Result<OptState, DbError>> {
-            let column = if key == sender_key {
-                5
-            } else if Some(key) == recipient_key {
-                6
-            } else {
-                return None;
-            };
-            let value: Option<String> = row.get(column);
-            Some(parse_state(key, value.as_deref()))
-        };
-        let mut steps = core
-            .steps(&inbound, route, flag())
-            .map_err(DecideError::Input)?;
-        while let Some(step) = steps.next() {
-            let answer = match step {
-                Step::State(key) => Answer::State(match prefetched(key) {
-                    Some(state) => state,
-                    None => self.pg.state(key).await.map_err(DbError::from),
-                }),
-                Step::Record(key, state) if key == sender_key && predicted == Some(state) => {
-                    Answer::Recorded(Ok(()))
-                }
-                Step::Record(key, state) => {
-                    Answer::Recorded(self.pg.record(key, state).await.map_err(DbError::from))
-                }
-                other => policy_answer(&other).unwrap_or(Answer::Unavailable),
-            };
-            steps.answer(answer);
-        }
-        let outcome = steps
-            .finish()
-            .map_err(|e| DecideError::Ledger(Box::new(e)))?;
-        if predicted.is_some() && outcome.ledger().is_none() {
-            // Cannot happen while routes are built from the message's own addresses; if it
-            // ever does, the stored change is the safe one (a STOP or START the person sent).
-            tracing::error!(
-                message_sid = m.id(),
-                "a ledger change was stored that the relay did not ask for"
-            );
-        }
-        Ok(Decided::Outcome {
-            outcome: Box::new(outcome.into_owned()),
-            resumed,
-        })
-    }
-}
-
-fn parse_state(key: LedgerKey<'_>, value: Option<&str>) -> Result<OptState, DbError> {
-    match value {
-        None => Ok(OptState::OptedIn),
-        Some(v) => match v.parse::<OptState>() {
-            Ok(state) if state.as_str() == v => Ok(state),
-            _ => Err(DbError::Postgres(StoreError::UnrecognisedState {
-                scope: key.scope().to_owned(),
-                participant: key.participant().to_owned(),
-                value: v.to_owned(),
-            })),
-        },
     }
 }
 
@@ -450,61 +267,12 @@ async fn close(pg: &PgStore, sid: &str) -> Result<Option<Session>, DbError> {
 }
 
 impl Backend for PgBackend {
-    fn decide(
+    fn route(
         &self,
-        core: Arc<RelayCore>,
-        message: Arc<Message>,
-    ) -> BoxFuture<'_, Result<Decided, DecideError>> {
-        Box::pin(async move { self.decide_now(&core, &message).await })
-    }
-
-    fn complete(
-        &self,
-        message_id: String,
-        answer: String,
-        on_error: Box<dyn FnOnce(DbError) + Send>,
-    ) -> BoxFuture<'_, ()> {
-        Box::pin(async move {
-            if let Err(e) = self.pg.complete(&message_id, &answer).await {
-                on_error(e.into());
-            }
-        })
-    }
-
-    fn release(&self, message_id: String) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(async move { Ok(self.pg.release(&message_id).await?) })
-    }
-
-    fn refused(
-        &self,
-        core: Arc<RelayCore>,
         from: String,
         to: String,
-    ) -> BoxFuture<'_, Result<(), FeedbackError<DbError>>> {
-        Box::pin(async move {
-            let out = core.feedback(&Feedback::Refused {
-                from: &from,
-                to: &to,
-            })?;
-            let recorded = match out.ledger() {
-                Some(c) => Some(
-                    self.pg
-                        .record(c.key(), c.state())
-                        .await
-                        .map_err(DbError::from),
-                ),
-                None => None,
-            };
-            out.settle(recorded).map(|_| ())
-        })
-    }
-
-    fn state(
-        &self,
-        scope: String,
-        participant: String,
-    ) -> BoxFuture<'_, Result<OptState, DbError>> {
-        Box::pin(async move { Ok(self.pg.state(LedgerKey::new(&scope, &participant)).await?) })
+    ) -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>> {
+        Box::pin(async move { PgBackend::route(self, &from, &to).await })
     }
 
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>> {
@@ -518,23 +286,6 @@ impl Backend for PgBackend {
         Box::pin(async move {
             let c = client(&self.pg).await?;
             Ok(c.batch_execute(&sql).await?)
-        })
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(async move {
-            let c = client(&self.pg).await?;
-            c.execute("SELECT 1", &[]).await?;
-            Ok(())
-        })
-    }
-
-    fn purge(&self) -> BoxFuture<'_, Result<u64, DbError>> {
-        Box::pin(async move {
-            Ok(self
-                .pg
-                .purge_processed(proxy_optout_postgres::RETENTION)
-                .await?)
         })
     }
 
@@ -561,10 +312,5 @@ impl Backend for PgBackend {
 
     fn close_session(&self, sid: String) -> BoxFuture<'_, Result<Option<Session>, DbError>> {
         Box::pin(async move { close(&self.pg, &sid).await })
-    }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        self.pg.close();
-        Box::pin(async {})
     }
 }

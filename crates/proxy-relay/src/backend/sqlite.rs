@@ -1,55 +1,25 @@
-//! SQLite: one file, held exclusively by this process, every call on one database thread
-//! ([`worker`](super::worker)), which group-commits the durable ones. The store crate keeps
-//! the ledger and the processed message ids; the session tables sit beside them in the same
-//! file.
+//! SQLite: the session tables beside the pipeline's ledger in one file, their calls on the
+//! ledger's database thread ([`SqliteLedger::call`]), so the file has one user and one lock.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 
-use proxy_optout::{
-    Answer, Feedback, FeedbackError, LedgerKey, OptOutStore, OptState, RelayCore, Step,
-};
-use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
+use proxy_optout_host::{Ledger, SessionRoute, SqliteLedger};
+use proxy_optout_sqlite::SqliteStore;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use super::worker::DbWorker;
 use super::{
-    assemble, flag, now_ms, pick_proxy, policy_answer, route_of, route_row, AdminError, Backend,
-    BoxFuture, DbError, DecideError, Decided, SessionHead, ROUTE, SESSION_SCHEMA,
-    SESSION_SCHEMA_VERSION,
+    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError,
+    SessionHead, ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
-use crate::inbound::Message;
-use crate::sessions::{
-    FieldError, NewSession, RouteRow, Session, SessionParticipant, SessionStatus,
-};
+use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, SessionStatus};
 
 #[derive(Debug)]
 pub(super) struct SqliteBackend {
-    worker: DbWorker,
+    ledger: SqliteLedger,
 }
 
-fn open_store(path: &Path) -> Result<SqliteStore, DbError> {
-    // Exclusive: this process is the file's only user (SQLite is the single-host setup), so
-    // no transaction pays for file locks, and a second server on the same file fails at start
-    // instead of sharing it unsafely. Commits are not synced one by one: the database thread
-    // group-commits every durable call (claims, ledger and session writes) before answering
-    // it. A stored answer is not a durable call: a power cut can lose it, and the retry then
-    // finds the claim unanswered and asks the provider before sending anything again.
-    let store = SqliteStore::open_with(
-        path,
-        Options::default()
-            .durability(Durability::Normal)
-            .exclusive(true)
-            .busy_timeout(std::time::Duration::ZERO),
-    )?;
-    // Nobody else can hold the file: an unanswered claim belongs to a process that died.
-    let abandoned = store.abandon_claims()?;
-    if abandoned > 0 {
-        tracing::warn!(
-            abandoned,
-            "claims left unanswered by a previous run; their redeliveries ask the provider before sending"
-        );
-    }
+fn migrate(store: &SqliteStore) -> Result<(), DbError> {
     let found = store.with_connection(|c| {
         let tx = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
         tx.execute_batch(SESSION_SCHEMA)?;
@@ -71,18 +41,41 @@ fn open_store(path: &Path) -> Result<SqliteStore, DbError> {
             found: v,
             supported: SESSION_SCHEMA_VERSION,
         }),
-        _ => Ok(store),
+        _ => Ok(()),
     }
 }
 
 impl SqliteBackend {
-    pub(super) async fn open(path: PathBuf) -> Result<SqliteBackend, DbError> {
-        let worker = DbWorker::spawn(move || open_store(&path)).await?;
-        Ok(SqliteBackend { worker })
+    pub(super) async fn open(path: PathBuf) -> Result<(SqliteBackend, Ledger), DbError> {
+        let ledger = SqliteLedger::open(path).await?;
+        if let Err(e) = ledger.call_durable(migrate).await? {
+            Ledger::from(ledger).close().await;
+            return Err(e);
+        }
+        Ok((
+            SqliteBackend {
+                ledger: ledger.clone(),
+            },
+            ledger.into(),
+        ))
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.ledger.call(f).await?
+    }
+
+    async fn run_durable<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&SqliteStore) -> Result<T, DbError> + Send + 'static,
+    ) -> Result<T, DbError> {
+        self.ledger.call_durable(f).await?
     }
 }
 
-fn route(store: &SqliteStore, from: &str, to: &str) -> Result<Option<RouteRow>, DbError> {
+fn route(store: &SqliteStore, from: &str, to: &str) -> Result<Option<SessionRoute>, DbError> {
     let row = store.with_connection(|c| {
         c.prepare_cached(ROUTE)?
             .query_row(params![from, to], |r| {
@@ -96,61 +89,6 @@ fn route(store: &SqliteStore, from: &str, to: &str) -> Result<Option<RouteRow>, 
     })?;
     row.map(|(session, other, other_proxy)| route_row(session, from, to, other, other_proxy))
         .transpose()
-}
-
-/// The whole decision, on the database thread.
-fn decide(store: &SqliteStore, core: &RelayCore, m: &Message) -> Result<Decided, DecideError> {
-    let mut resumed = false;
-    if let Some(id) = &m.sid {
-        match store
-            .claim(id)
-            .map_err(|e| DecideError::Unavailable(e.into()))?
-        {
-            Claim::Answered(answer) => return Ok(Decided::Replay(answer)),
-            Claim::InProgress => return Ok(Decided::InProgress),
-            Claim::TakenOver => resumed = true,
-            _ => {}
-        }
-    }
-    let decided = decide_claimed(store, core, m, resumed);
-    if let (Err(_), Some(id)) = (&decided, &m.sid) {
-        // Nothing was sent for it: give the claim back, so the retry is handled in full.
-        if let Err(e) = store.release(id) {
-            tracing::error!(error = %e, message_sid = %id, "could not release the claim; its retry waits for it to go stale");
-        }
-    }
-    decided
-}
-
-fn decide_claimed(
-    store: &SqliteStore,
-    core: &RelayCore,
-    m: &Message,
-    resumed: bool,
-) -> Result<Decided, DecideError> {
-    let row = route(store, &m.from, &m.to).map_err(DecideError::Unavailable)?;
-    let route = route_of(row.as_ref())?;
-    let inbound = m.inbound();
-    let mut steps = core
-        .steps(&inbound, route, flag())
-        .map_err(DecideError::Input)?;
-    while let Some(step) = steps.next() {
-        let answer = match step {
-            Step::State(key) => Answer::State(store.state(key).map_err(DbError::from)),
-            Step::Record(key, state) => {
-                Answer::Recorded(store.record(key, state).map_err(DbError::from))
-            }
-            other => policy_answer(&other).unwrap_or(Answer::Unavailable),
-        };
-        steps.answer(answer);
-    }
-    let outcome = steps
-        .finish()
-        .map_err(|e| DecideError::Ledger(Box::new(e)))?;
-    Ok(Decided::Outcome {
-        outcome: Box::new(outcome.into_owned()),
-        resumed,
-    })
 }
 
 fn used_proxies(tx: &Connection, identifier: &str) -> rusqlite::Result<Vec<String>> {
@@ -295,133 +233,24 @@ fn close(store: &SqliteStore, sid: &str) -> Result<Option<Session>, DbError> {
 }
 
 impl Backend for SqliteBackend {
-    fn decide(
+    fn route(
         &self,
-        core: Arc<RelayCore>,
-        message: Arc<Message>,
-    ) -> BoxFuture<'_, Result<Decided, DecideError>> {
-        Box::pin(async move {
-            // The whole decision in one trip to the database thread: four trips (claim,
-            // route, read, write) cost more in thread hand-offs than the queries themselves.
-            let sid = message.sid.clone();
-            let decided = self.worker.run_durable(
-                move |store| Ok(decide(store, &core, &message)),
-                move |store| {
-                    // Not on disk: give the claim back so the retry is handled in full.
-                    if let Some(id) = sid {
-                        let _ = store.release(&id);
-                    }
-                },
-            );
-            match decided.await {
-                Ok(decided) => decided,
-                Err(e) => Err(DecideError::Unavailable(e)),
-            }
-        })
-    }
-
-    fn complete(
-        &self,
-        message_id: String,
-        answer: String,
-        on_error: Box<dyn FnOnce(DbError) + Send>,
-    ) -> BoxFuture<'_, ()> {
-        // Not waited for: the thread runs calls in order, so any delivery that arrives after
-        // this returns is claimed after the answer is stored.
-        let queued = self.worker.submit(move |store| {
-            if let Err(e) = store.complete(&message_id, &answer) {
-                on_error(e.into());
-            }
-        });
-        Box::pin(async move {
-            if let Err(e) = queued {
-                tracing::error!(error = %e, "could not queue the answer; a retry is handled again");
-            }
-        })
-    }
-
-    fn release(&self, message_id: String) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(
-            self.worker
-                .run(move |store| Ok(store.release(&message_id)?)),
-        )
-    }
-
-    fn refused(
-        &self,
-        core: Arc<RelayCore>,
         from: String,
         to: String,
-    ) -> BoxFuture<'_, Result<(), FeedbackError<DbError>>> {
-        Box::pin(async move {
-            let (f, t) = (from.clone(), to.clone());
-            let run = self.worker.run_durable(
-                move |store| {
-                    let feedback = Feedback::Refused { from: &f, to: &t };
-                    Ok(match core.feedback(&feedback) {
-                        Ok(out) => {
-                            let recorded = out
-                                .ledger()
-                                .map(|c| store.record(c.key(), c.state()).map_err(DbError::from));
-                            out.settle(recorded).map(|_| ())
-                        }
-                        Err(e) => Err(FeedbackError::Input(e)),
-                    })
-                },
-                |_| {},
-            );
-            match run.await {
-                Ok(result) => result,
-                Err(source) => Err(FeedbackError::Record {
-                    key: LedgerKey::new(&from, &to).to_owned(),
-                    state: OptState::OptedOut,
-                    source,
-                }),
-            }
-        })
-    }
-
-    fn state(
-        &self,
-        scope: String,
-        participant: String,
-    ) -> BoxFuture<'_, Result<OptState, DbError>> {
-        Box::pin(
-            self.worker
-                .run(move |store| Ok(store.state(LedgerKey::new(&scope, &participant))?)),
-        )
+    ) -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>> {
+        Box::pin(self.run(move |store| route(store, &from, &to)))
     }
 
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>> {
         Box::pin(
-            self.worker.run(move |store| {
+            self.run(move |store| {
                 Ok(store.with_connection(|c| c.query_row(&sql, [], |r| r.get(0)))?)
             }),
         )
     }
 
     fn execute(&self, sql: String) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(
-            self.worker
-                .run(move |store| Ok(store.with_connection(|c| c.execute_batch(&sql))?)),
-        )
-    }
-
-    fn ping(&self) -> BoxFuture<'_, Result<(), DbError>> {
-        Box::pin(self.worker.run(|store| {
-            store.with_connection(|c| {
-                c.prepare_cached("SELECT count(*) FROM relay_sessions WHERE 0")?
-                    .query_row([], |r| r.get::<_, i64>(0))
-            })?;
-            Ok(())
-        }))
-    }
-
-    fn purge(&self) -> BoxFuture<'_, Result<u64, DbError>> {
-        Box::pin(
-            self.worker
-                .run(|store| Ok(store.purge_processed(proxy_optout_sqlite::RETENTION)? as u64)),
-        )
+        Box::pin(self.run(move |store| Ok(store.with_connection(|c| c.execute_batch(&sql))?)))
     }
 
     fn create_session(
@@ -431,17 +260,13 @@ impl Backend for SqliteBackend {
         pool: Arc<[String]>,
     ) -> BoxFuture<'_, Result<Session, AdminError>> {
         Box::pin(async move {
-            self.worker
-                .run_durable(
-                    move |store| Ok(create(store, &sid, &request, &pool)),
-                    |_| {},
-                )
+            self.run_durable(move |store| Ok(create(store, &sid, &request, &pool)))
                 .await?
         })
     }
 
     fn session(&self, sid: String) -> BoxFuture<'_, Result<Option<Session>, DbError>> {
-        Box::pin(self.worker.run(move |store| session(store, &sid)))
+        Box::pin(self.run(move |store| session(store, &sid)))
     }
 
     fn sessions(
@@ -449,17 +274,10 @@ impl Backend for SqliteBackend {
         status: Option<SessionStatus>,
         limit: u32,
     ) -> BoxFuture<'_, Result<Vec<Session>, DbError>> {
-        Box::pin(self.worker.run(move |store| sessions(store, status, limit)))
+        Box::pin(self.run(move |store| sessions(store, status, limit)))
     }
 
     fn close_session(&self, sid: String) -> BoxFuture<'_, Result<Option<Session>, DbError>> {
-        Box::pin(
-            self.worker
-                .run_durable(move |store| close(store, &sid), |_| {}),
-        )
-    }
-
-    fn close(&self) -> BoxFuture<'_, ()> {
-        Box::pin(self.worker.stop())
+        Box::pin(self.run_durable(move |store| close(store, &sid)))
     }
 }

@@ -1,6 +1,6 @@
-//! The HTTP side: one router merging the surfaces (Twilio's webhooks, the admin API,
-//! operations), and the middleware that times every request and counts what its response
-//! asks to be counted.
+//! The HTTP side: one router merging the surfaces (Twilio's webhooks, served by the
+//! pipeline's own router; the admin API; operations), and the middleware that times every
+//! request and counts what its response asks to be counted.
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -16,7 +16,6 @@ use crate::app::App;
 pub(crate) mod admin;
 pub(crate) mod error;
 pub(crate) mod ops;
-pub(crate) mod webhook;
 
 /// The service's routes, to serve or to mount under a host's own axum app.
 ///
@@ -35,7 +34,7 @@ pub(crate) mod webhook;
 /// ```
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
-        .merge(webhook::routes())
+        .merge(app.pipeline().router())
         .merge(admin::routes(app.clone()))
         .merge(ops::routes())
         .fallback(|request: Request| async move {
@@ -53,8 +52,8 @@ pub fn router(app: Arc<App>) -> Router {
 /// The route label of a request, for the latency histogram.
 fn route_label(path: Option<&str>) -> &'static str {
     match path {
-        Some(webhook::WEBHOOK_PATH) => "webhook",
-        Some(webhook::STATUS_CALLBACK_PATH) => "status_callback",
+        Some(crate::WEBHOOK_PATH) => "webhook",
+        Some(crate::STATUS_CALLBACK_PATH) => "status_callback",
         Some("/healthz" | "/readyz") => "health",
         Some("/metrics") => "metrics",
         Some(p) if p.starts_with("/v1/") => "admin",

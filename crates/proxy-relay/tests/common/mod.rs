@@ -7,7 +7,7 @@
 pub mod client;
 #[path = "../../examples/load/generator.rs"]
 pub mod load;
-#[path = "../../src/rfc2822.rs"]
+#[path = "../../../proxy-optout-host/src/rfc2822.rs"]
 pub mod rfc2822;
 
 use std::sync::{Arc, Mutex};
