@@ -82,13 +82,15 @@ impl Histogram {
     }
 }
 
-/// The server's metrics. Shared by every request; rendered by `GET /metrics`.
+/// The pipeline's metrics, counted in atomics (no lock on the webhook's path) and rendered
+/// as Prometheus text for the host's `/metrics`. Every name starts with a prefix,
+/// `proxy_optout` unless [`with_prefix`](Metrics::with_prefix) says otherwise.
 ///
 /// ```
 /// let m = proxy_optout_host::Metrics::default();
 /// m.message("forwarded");
 /// assert_eq!(m.messages("forwarded"), 1);
-/// assert!(m.render().contains("proxy_relay_messages_total{outcome=\"forwarded\"} 1"));
+/// assert!(m.render().contains("proxy_optout_messages_total{outcome=\"forwarded\"} 1"));
 /// ```
 #[derive(Debug)]
 pub struct Metrics {

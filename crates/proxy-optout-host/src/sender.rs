@@ -195,10 +195,11 @@ impl Sender for LogSender {
 /// assert_eq!(s.sent().len(), 0);
 /// # Ok(()) }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct MemorySender {
-    sent: Mutex<Vec<Outgoing>>,
-    refused: Mutex<Vec<String>>,
+    // Shared: a clone handed to a pipeline records into the same list the test reads.
+    sent: std::sync::Arc<Mutex<Vec<Outgoing>>>,
+    refused: std::sync::Arc<Mutex<Vec<String>>>,
 }
 
 impl MemorySender {
