@@ -441,7 +441,11 @@ async fn two_processes_share_one_postgres_database() {
         .await
         .unwrap();
     assert_eq!(first, again);
-    assert_eq!(fake.sent().len(), 1, "START was forwarded once");
+    // START in a session: its confirmation and the forward, each once, through the sender.
+    let sent = fake.sent();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(sent[0].body.contains("re-subscribed"), "{sent:?}");
+    assert_eq!(sent[1].body, "START", "START was forwarded once");
 
     // Concurrent STOP/START streams, each pair alternating between the instances: every pair
     // ends in the state of its last acknowledged message.
