@@ -134,11 +134,18 @@ pub(crate) async fn handle(
     // to go stale and takes it over, asking the provider before it sends.
     let timeout = app.database_timeout();
     let unanswered = || format!("no answer within {timeout:?}");
-    let route = match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to)).await {
+    let route = match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to))
+        .await
+    {
         Ok(Ok(route)) => route,
         Ok(Err(e)) if e.is_retryable() => return Err(later(false, Later::Routing(e))),
         Ok(Err(e)) => return Err(Failure::Never(Never::BadRoute(e))),
-        Err(_) => return Err(later(false, Later::Routing(RoutingError::unavailable(unanswered())))),
+        Err(_) => {
+            return Err(later(
+                false,
+                Later::Routing(RoutingError::unavailable(unanswered())),
+            ))
+        }
     };
     let decided = match tokio::time::timeout(
         timeout,
@@ -201,7 +208,11 @@ pub(crate) async fn handle(
         // Without a journal the platform's retry is the only second chance: a claim whose
         // sends may have gone out is kept, so the retry waits for it to go stale and asks the
         // provider before sending, instead of sending blind.
-        Err(failure @ Failure::Later { maybe_sent: true, .. }) if !app.has_journal() => Err(failure),
+        Err(
+            failure @ Failure::Later {
+                maybe_sent: true, ..
+            },
+        ) if !app.has_journal() => Err(failure),
         Err(failure) => {
             if let Some(id) = &message.sid {
                 if let Err(r) = app.ledger().backend().release(id.clone()).await {

@@ -282,5 +282,4 @@ mod tests {
         assert_eq!(j.depth(), 0);
         assert!(j.oldest().await.unwrap().is_none());
     }
-
 }

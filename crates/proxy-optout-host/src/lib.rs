@@ -112,7 +112,9 @@ pub use ledger::{Ledger, LedgerError, PgLedger, SqliteLedger};
 pub use message::Message;
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
 pub use pipeline::{BuildError, Pipeline, PipelineBuilder, DATABASE_TIMEOUT};
-pub use routing::{blocking, Blocking, BoxFuture, Routing, RoutingError, SessionRoute};
+pub use routing::{
+    blocking, Blocking, BoxFuture, RouteResult, Routing, RoutingError, SessionRoute,
+};
 pub use sender::{
     ClientError, LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent,
     TwilioSender, SEND_ATTEMPTS, SEND_TIMEOUT,

@@ -798,7 +798,10 @@ impl Pipeline {
         );
         let mut stopped = true;
         for mut handle in background {
-            if tokio::time::timeout_at(deadline, &mut handle).await.is_err() {
+            if tokio::time::timeout_at(deadline, &mut handle)
+                .await
+                .is_err()
+            {
                 handle.abort();
                 let _ = handle.await;
                 stopped = false;
@@ -974,4 +977,3 @@ async fn pause(stop: &CancellationToken, wait: Duration) -> bool {
         () = tokio::time::sleep(wait) => false,
     }
 }
-

@@ -11,6 +11,14 @@ use proxy_optout::{Participant, Route, SessionError};
 /// routing as `Arc<dyn Routing>`.
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// What [`Routing::route`] answers: the session, none, or why there is no answer.
+///
+/// ```
+/// let none: proxy_optout_host::RouteResult = Ok(None);
+/// assert!(none.unwrap().is_none());
+/// ```
+pub type RouteResult = Result<Option<SessionRoute>, RoutingError>;
+
 /// The session of one (sender, proxy number) pair, owned: the sender as the host stores it,
 /// and the other participant if the session still has one.
 ///
@@ -182,6 +190,19 @@ pub enum RoutingError {
     },
 }
 
+/// A failure of the host's tables is [`RoutingError::Unavailable`], so a routing can use `?`
+/// on its own queries.
+///
+/// ```
+/// let e: Box<dyn std::error::Error + Send + Sync> = "connection reset".into();
+/// assert!(proxy_optout_host::RoutingError::from(e).is_retryable());
+/// ```
+impl From<Box<dyn std::error::Error + Send + Sync>> for RoutingError {
+    fn from(error: Box<dyn std::error::Error + Send + Sync>) -> Self {
+        RoutingError::Unavailable(error)
+    }
+}
+
 impl RoutingError {
     /// The host's tables failed with `error`.
     ///
@@ -214,12 +235,12 @@ impl RoutingError {
 /// in memory), and [`blocking`] wraps one that does (a rusqlite query).
 ///
 /// ```
-/// use proxy_optout_host::{BoxFuture, Routing, RoutingError, SessionRoute};
+/// use proxy_optout_host::{BoxFuture, RouteResult, Routing, SessionRoute};
 ///
 /// struct Rides(std::collections::HashMap<(String, String), SessionRoute>);
 ///
 /// impl Routing for Rides {
-///     fn route<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, Result<Option<SessionRoute>, RoutingError>> {
+///     fn route<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, RouteResult> {
 ///         Box::pin(async move { Ok(self.0.get(&(from.to_owned(), to.to_owned())).cloned()) })
 ///     }
 /// }
@@ -240,22 +261,14 @@ pub trait Routing: Send + Sync + 'static {
     /// let found = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(one.route("+1A", "+1P"));
     /// assert_eq!(found.unwrap().unwrap().session(), "s1");
     /// ```
-    fn route<'a>(
-        &'a self,
-        from: &'a str,
-        to: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SessionRoute>, RoutingError>>;
+    fn route<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, RouteResult>;
 }
 
 impl<F> Routing for F
 where
-    F: Fn(&str, &str) -> Result<Option<SessionRoute>, RoutingError> + Send + Sync + 'static,
+    F: Fn(&str, &str) -> RouteResult + Send + Sync + 'static,
 {
-    fn route<'a>(
-        &'a self,
-        from: &'a str,
-        to: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SessionRoute>, RoutingError>> {
+    fn route<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, RouteResult> {
         let found = self(from, to);
         Box::pin(std::future::ready(found))
     }
@@ -272,7 +285,7 @@ where
 /// ```
 pub fn blocking<F>(f: F) -> Blocking<F>
 where
-    F: Fn(&str, &str) -> Result<Option<SessionRoute>, RoutingError> + Send + Sync + 'static,
+    F: Fn(&str, &str) -> RouteResult + Send + Sync + 'static,
 {
     Blocking(std::sync::Arc::new(f))
 }
@@ -293,13 +306,9 @@ impl<F> std::fmt::Debug for Blocking<F> {
 
 impl<F> Routing for Blocking<F>
 where
-    F: Fn(&str, &str) -> Result<Option<SessionRoute>, RoutingError> + Send + Sync + 'static,
+    F: Fn(&str, &str) -> RouteResult + Send + Sync + 'static,
 {
-    fn route<'a>(
-        &'a self,
-        from: &'a str,
-        to: &'a str,
-    ) -> BoxFuture<'a, Result<Option<SessionRoute>, RoutingError>> {
+    fn route<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, RouteResult> {
         let (f, from, to) = (self.0.clone(), from.to_owned(), to.to_owned());
         Box::pin(async move {
             tokio::task::spawn_blocking(move || f(&from, &to))

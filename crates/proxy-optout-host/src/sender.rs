@@ -364,11 +364,7 @@ impl TwilioSender {
     /// # let _ = s;
     /// # Ok::<(), proxy_optout_host::ClientError>(())
     /// ```
-    pub fn new(
-        base_url: &str,
-        account_sid: &str,
-        auth_token: &str,
-    ) -> Result<Self, ClientError> {
+    pub fn new(base_url: &str, account_sid: &str, auth_token: &str) -> Result<Self, ClientError> {
         let client = reqwest::Client::builder()
             .connect_timeout(SEND_TIMEOUT)
             .build()
@@ -568,4 +564,3 @@ impl Sender for TwilioSender {
         "twilio"
     }
 }
-

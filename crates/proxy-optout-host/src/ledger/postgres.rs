@@ -14,9 +14,7 @@ use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
-use super::{
-    flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError,
-};
+use super::{flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError};
 use crate::message::Message;
 use crate::routing::SessionRoute;
 
@@ -213,12 +211,20 @@ impl PgLedger {
             other.map(|p| p.identifier()),
             other.map(|p| p.proxy_identifier()),
         );
-        Ok(c
-            .query_one(
-                &stmt,
-                &[id, &stale, &m.from, &m.to, &scope, &write, &other, &other_proxy],
-            )
-            .await?)
+        Ok(c.query_one(
+            &stmt,
+            &[
+                id,
+                &stale,
+                &m.from,
+                &m.to,
+                &scope,
+                &write,
+                &other,
+                &other_proxy,
+            ],
+        )
+        .await?)
     }
 
     async fn steps(
@@ -297,7 +303,6 @@ fn parse_state(key: LedgerKey<'_>, value: Option<&str>) -> Result<OptState, Ledg
         },
     }
 }
-
 
 impl Backend for PgLedger {
     fn decide(

@@ -11,9 +11,7 @@ use proxy_optout::{
 use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
 
 use super::worker::DbWorker;
-use super::{
-    flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError,
-};
+use super::{flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError};
 use crate::message::Message;
 use crate::routing::SessionRoute;
 
@@ -140,7 +138,9 @@ impl SqliteLedger {
         &self,
         f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
     ) -> Result<T, LedgerError> {
-        self.worker.run_durable(move |store| Ok(f(store)), |_| {}).await
+        self.worker
+            .run_durable(move |store| Ok(f(store)), |_| {})
+            .await
     }
 }
 

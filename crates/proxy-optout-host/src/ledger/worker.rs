@@ -132,17 +132,19 @@ impl DbWorker {
         self.orders
             .send(Order::Durable(Box::new(move |store| {
                 let result = f(store);
-                Box::new(move |store: &SqliteStore, synced: Result<(), LedgerError>| {
-                    let answer = match (result, synced) {
-                        (Ok(v), Ok(())) => Ok(v),
-                        (Err(e), _) => Err(e),
-                        (Ok(_), Err(e)) => {
-                            undo(store);
-                            Err(e)
-                        }
-                    };
-                    let _ = tx.send(answer);
-                })
+                Box::new(
+                    move |store: &SqliteStore, synced: Result<(), LedgerError>| {
+                        let answer = match (result, synced) {
+                            (Ok(v), Ok(())) => Ok(v),
+                            (Err(e), _) => Err(e),
+                            (Ok(_), Err(e)) => {
+                                undo(store);
+                                Err(e)
+                            }
+                        };
+                        let _ = tx.send(answer);
+                    },
+                )
             })))
             .map_err(|_| stopped())?;
         rx.await
@@ -183,7 +185,9 @@ fn finish(store: &SqliteStore, settle: &mut Vec<Settle>) {
     for s in settle.drain(..) {
         let result = match &synced {
             Ok(()) => Ok(()),
-            Err(e) => Err(LedgerError::Task(format!("the batch could not be synced: {e}"))),
+            Err(e) => Err(LedgerError::Task(format!(
+                "the batch could not be synced: {e}"
+            ))),
         };
         let _ = std::panic::catch_unwind(AssertUnwindSafe(|| s(store, result)));
     }

@@ -348,4 +348,3 @@ fn base64_encode(bytes: &[u8]) -> String {
     }
     out
 }
-
