@@ -346,7 +346,9 @@ impl<'a> LedgerChange<'a> {
 #[non_exhaustive]
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Effect<'o> {
-    /// Store this state for this key, durably, before anything after it.
+    /// Store this state for this key, durably, before anything after it. Listed only while
+    /// the change is not stored: in the outcome of the pure steps. `Relay` and `AsyncRelay`
+    /// store it before they return, so their outcomes do not list it.
     Record {
         /// The pair.
         key: LedgerKey<'o>,
@@ -362,7 +364,9 @@ pub enum Effect<'o> {
     Refuse(&'o Outbound<'o>),
     /// Raise this debugger notice (log it, show it in the host's message log).
     Notice(Notice),
-    /// Fire the status callback for the outbound leg.
+    /// Fire the status callback for the outbound leg: Twilio Proxy's `CallbackUrl`, called
+    /// after each new interaction and never for a dropped keyword. A host without such a
+    /// callback ignores it.
     StatusCallback,
 }
 

@@ -81,9 +81,10 @@ fn webhook_request<'a>(
 }
 
 impl Pipeline {
-    /// The pipeline's two webhooks as an axum router, to `merge` into the host's app (or
-    /// `nest` under a prefix that is also in the [public URL](crate::PipelineBuilder::public_url):
-    /// signatures are checked against the path as Twilio posted it).
+    /// The pipeline's two webhooks as an axum router, to `merge` into the host's app or to
+    /// `nest` under a prefix: signatures are checked against the
+    /// [public URL](crate::PipelineBuilder::public_url) followed by the whole path as Twilio
+    /// posted it, prefix included.
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {

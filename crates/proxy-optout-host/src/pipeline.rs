@@ -214,8 +214,9 @@ impl PipelineBuilder {
         self
     }
 
-    /// The public base URL Twilio posts to (scheme, host, and any path prefix before the
-    /// webhook paths): signatures are checked against it followed by the request target.
+    /// The public origin Twilio posts to (`https://rides.example.com`): signatures are
+    /// checked against it followed by the request's path and query as this server received
+    /// them. Add a path only when a reverse proxy strips it before the request arrives.
     ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
