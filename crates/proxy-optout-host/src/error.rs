@@ -93,7 +93,7 @@ pub enum Refusal {
     },
     /// A status callback's 21610 could not be recorded.
     #[error("the 21610 a status callback reported could not be recorded: {0}")]
-    Ledger(FeedbackError<LedgerError>),
+    Ledger(Box<FeedbackError<LedgerError>>),
     /// The handler's task panicked.
     #[error("the webhook handler panicked")]
     Panicked,

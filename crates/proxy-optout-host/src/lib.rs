@@ -133,3 +133,7 @@ pub mod reexports {
     pub use proxy_optout_sqlite;
     pub use proxy_optout_twilio;
 }
+
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

@@ -742,7 +742,7 @@ impl Pipeline {
         };
         if let Some((from, to)) = feedback {
             if let Err(e) = handling::refused_later(&self.inner, &from, &to).await {
-                return self.refuse(&Refusal::Ledger(e));
+                return self.refuse(&Refusal::Ledger(Box::new(e)));
             }
             tracing::info!(
                 message_sid = sid,
