@@ -46,6 +46,30 @@ pub enum ConversationsError {
     },
 }
 
+impl ConversationsError {
+    /// The HTTP status to answer a webhook with: always 400 (the event is missing a parameter or carries a malformed one).
+    ///
+    /// ```
+    /// let e = proxy_optout_twilio::ConversationsError::Missing { field: "EventType" };
+    /// assert_eq!(e.status(), 400);
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        400
+    }
+
+    /// Whether the same request can succeed later: never, the request itself is wrong.
+    ///
+    /// ```
+    /// let e = proxy_optout_twilio::ConversationsError::Missing { field: "EventType" };
+    /// assert!(!e.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
 fn required<'f>(form: &'f Form<'_>, field: &'static str) -> Result<&'f str, ConversationsError> {
     form.get(field).ok_or(ConversationsError::Missing { field })
 }

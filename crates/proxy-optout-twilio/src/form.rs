@@ -45,6 +45,35 @@ pub enum FormError {
     },
 }
 
+impl FormError {
+    /// The HTTP status to answer a webhook with: 413 for a body over the limit, 400 otherwise.
+    ///
+    /// ```
+    /// use proxy_optout_twilio::{Form, FormError};
+    /// assert_eq!(Form::parse(b"Body=%ZZ").unwrap_err().status(), 400);
+    /// assert_eq!(FormError::TooLarge { len: 70000, max: 65536 }.status(), 413);
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        match self {
+            FormError::TooLarge { .. } => 413,
+            _ => 400,
+        }
+    }
+
+    /// Whether the same request can succeed later: never, the request itself is wrong.
+    ///
+    /// ```
+    /// use proxy_optout_twilio::{Form, FormError};
+    /// assert!(!Form::parse(b"Body=%ZZ").unwrap_err().is_retryable());
+    /// assert!(!FormError::TooLarge { len: 70000, max: 65536 }.is_retryable());
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
 /// A parsed form: its `(name, value)` pairs in the order sent, repeats kept.
 ///
 /// # Example

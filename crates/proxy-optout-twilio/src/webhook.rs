@@ -40,6 +40,34 @@ pub enum WebhookError {
     },
 }
 
+impl WebhookError {
+    /// The HTTP status to answer a webhook with: always 400 (a field Twilio always sends is missing or malformed).
+    ///
+    /// ```
+    /// use proxy_optout_twilio::{Form, InboundMessage};
+    /// let form = Form::parse(b"To=%2B1P&Body=hi")?;
+    /// assert_eq!(InboundMessage::from_form(&form).unwrap_err().status(), 400);
+    /// # Ok::<(), proxy_optout_twilio::FormError>(())
+    /// ```
+    #[must_use]
+    pub fn status(&self) -> u16 {
+        400
+    }
+
+    /// Whether the same request can succeed later: never, the request itself is wrong.
+    ///
+    /// ```
+    /// use proxy_optout_twilio::{Form, InboundMessage};
+    /// let form = Form::parse(b"To=%2B1P&Body=hi")?;
+    /// assert!(!InboundMessage::from_form(&form).unwrap_err().is_retryable());
+    /// # Ok::<(), proxy_optout_twilio::FormError>(())
+    /// ```
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        false
+    }
+}
+
 /// Twilio's inbound-message webhook: the parameters the relay
 /// needs, borrowed from the form. Unknown parameters are ignored here but were signed, so
 /// validate the signature over the whole [`Form`] first.

@@ -11,7 +11,7 @@ fn zeros(prefix: &str) -> String {
     format!("{prefix}{}", "0".repeat(32))
 }
 
-/// CONVERSATIONS.md's reference value, computed with twilio-python 9.13's RequestValidator.
+/// The reference value computed with twilio-python 9.13's RequestValidator.
 #[test]
 fn the_reference_onmessageadd_signature_validates_with_the_messaging_validator() {
     let url = "https://example.com/conversations/pre";

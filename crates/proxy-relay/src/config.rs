@@ -634,8 +634,9 @@ pub fn sender_for(
             timeout,
             ..
         } => {
-            let mut sender = proxy_optout_host::TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])
-                .map_err(|e| ConfigError::new("twilio-api-url", e.to_string()))?;
+            let mut sender =
+                proxy_optout_host::TwilioSender::new(api_url, account_sid, &config.auth_tokens[0])
+                    .map_err(|e| ConfigError::new("twilio-api-url", e.to_string()))?;
             if let Some((key, secret)) = api_key {
                 sender = sender.api_key(key, secret);
             }

@@ -61,8 +61,8 @@ pub use http::router;
 // The pipeline is `proxy-optout-host`'s; these are its types the server's API shows.
 pub use proxy_optout_host::{
     JournalError, LogSender, MemorySender, Metrics, Outgoing, Pipeline, SendError, SendFuture,
-    Sender, Sent, SessionRoute, TwilioSender, LATENCY_BUCKETS, ROUTES, SEND_ATTEMPTS,
-    SEND_TIMEOUT, STATUS_CALLBACK_PATH, WEBHOOK_PATH,
+    Sender, Sent, SessionRoute, TwilioSender, LATENCY_BUCKETS, ROUTES, SEND_ATTEMPTS, SEND_TIMEOUT,
+    STATUS_CALLBACK_PATH, WEBHOOK_PATH,
 };
 pub use server::{webhook_urls, Server, StartError};
 pub use sessions::{

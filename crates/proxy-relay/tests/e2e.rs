@@ -114,7 +114,11 @@ async fn conversation(db: &TestDb) {
         (sent[before].from.as_str(), sent[before].to.as_str()),
         (dp.as_str(), DRIVER)
     );
-    assert!(sent[before].body.contains("re-subscribed"), "{}", sent[before].body);
+    assert!(
+        sent[before].body.contains("re-subscribed"),
+        "{}",
+        sent[before].body
+    );
     assert_eq!(
         (sent[before + 1].to.as_str(), sent[before + 1].body.as_str()),
         (RIDER, "START")

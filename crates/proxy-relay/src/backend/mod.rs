@@ -14,7 +14,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use proxy_optout::{OptState, Participant};
 use proxy_optout_host::{Ledger, LedgerError, Routing, RoutingError, SessionRoute};
 
-use crate::sessions::{proxy_for, FieldError, NewSession, Session, SessionParticipant, SessionStatus};
+use crate::sessions::{
+    proxy_for, FieldError, NewSession, Session, SessionParticipant, SessionStatus,
+};
 
 mod postgres;
 mod sqlite;
@@ -238,8 +240,11 @@ impl AdminError {
 /// arguments, because the SQLite calls travel to the database thread.
 pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     /// The session of (`from`, `to`), if one is open.
-    fn route(&self, from: String, to: String)
-        -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>>;
+    fn route(
+        &self,
+        from: String,
+        to: String,
+    ) -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>>;
 
     /// Runs a query that returns one integer (for audits and tests).
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>>;
@@ -267,7 +272,6 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 
     /// Closes a session (its pairs stop routing); `None` if there is none.
     fn close_session(&self, sid: String) -> BoxFuture<'_, Result<Option<Session>, DbError>>;
-
 }
 
 /// The server's database handle. Cheap to clone.

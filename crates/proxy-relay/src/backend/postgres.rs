@@ -10,8 +10,8 @@ use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
 use super::{
-    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError,
-    SessionHead, ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
+    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError, SessionHead,
+    ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, SessionStatus};
 

@@ -9,8 +9,8 @@ use proxy_optout_sqlite::SqliteStore;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{
-    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError,
-    SessionHead, ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
+    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError, SessionHead,
+    ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, SessionStatus};
 

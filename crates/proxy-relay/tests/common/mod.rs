@@ -5,11 +5,11 @@
 
 #[path = "../../src/demo/client.rs"]
 pub mod client;
+pub mod fake_twilio;
 #[path = "../../examples/load/generator.rs"]
 pub mod load;
 #[path = "../../../proxy-optout-host/src/rfc2822.rs"]
 pub mod rfc2822;
-pub mod fake_twilio;
 
 pub use fake_twilio::*;
 
