@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use proxy_optout::{Effect, FeedbackError, InputError, Outbound, Outcome};
 use proxy_optout_twilio::{render, ForwardVia, EMPTY};
 
-use crate::ledger::{DecideError, Decided, LedgerError};
+use crate::ledger::{DecideError, Decided, LedgerError, Routed};
 use crate::message::Message;
 use crate::pipeline::Inner;
 use crate::routing::RoutingError;
@@ -134,18 +134,23 @@ pub(crate) async fn handle(
     // to go stale and takes it over, asking the provider before it sends.
     let timeout = app.database_timeout();
     let unanswered = || format!("no answer within {timeout:?}");
-    let route = match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to))
-        .await
-    {
-        Ok(Ok(route)) => route,
-        Ok(Err(e)) if e.is_retryable() => return Err(later(false, Later::Routing(e))),
-        Ok(Err(e)) => return Err(Failure::Never(Never::BadRoute(e))),
-        Err(_) => {
-            return Err(later(
-                false,
-                Later::Routing(RoutingError::unavailable(unanswered())),
-            ))
-        }
+    // A routing that lives in the ledger's own database runs inside the decision's job (one
+    // trip); any other is asked first.
+    let route = match app.routing().colocated() {
+        Some(c) if app.ledger().backend().runs(&c.0) => Routed::Colocated(c.0),
+        _ => match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to))
+            .await
+        {
+            Ok(Ok(route)) => Routed::Resolved(route),
+            Ok(Err(e)) if e.is_retryable() => return Err(later(false, Later::Routing(e))),
+            Ok(Err(e)) => return Err(Failure::Never(Never::BadRoute(e))),
+            Err(_) => {
+                return Err(later(
+                    false,
+                    Later::Routing(RoutingError::unavailable(unanswered())),
+                ))
+            }
+        },
     };
     let decided = match tokio::time::timeout(
         timeout,
@@ -169,6 +174,9 @@ pub(crate) async fn handle(
             return Ok(Handled::Replayed(answer));
         }
         Ok(Decided::InProgress) => return Err(later(false, Later::Busy)),
+        Err(DecideError::Route(e)) if e.is_retryable() => {
+            return Err(later(false, Later::Routing(e)))
+        }
         Err(DecideError::Route(e)) => return Err(Failure::Never(Never::BadRoute(e))),
         Err(DecideError::Input(e)) => return Err(Failure::Never(Never::Input(e))),
         Err(e) => return Err(later(false, Later::Database(e))),

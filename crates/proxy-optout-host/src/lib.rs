@@ -108,7 +108,9 @@ mod webhook;
 pub use crate::axum::TwilioWebhook;
 pub use error::Refusal;
 pub use journal::JournalError;
-pub use ledger::{Ledger, LedgerError, PgLedger, SqliteLedger};
+pub use ledger::{
+    Colocated, Ledger, LedgerError, PgLedger, PgRouting, SqliteLedger, SqliteRouting,
+};
 pub use message::Message;
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
 pub use pipeline::{BuildError, Pipeline, PipelineBuilder, DATABASE_TIMEOUT};

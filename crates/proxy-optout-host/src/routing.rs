@@ -262,6 +262,15 @@ pub trait Routing: Send + Sync + 'static {
     /// assert_eq!(found.unwrap().unwrap().session(), "s1");
     /// ```
     fn route<'a>(&'a self, from: &'a str, to: &'a str) -> BoxFuture<'a, RouteResult>;
+
+    /// A routing built by [`SqliteLedger::routing`](crate::SqliteLedger::routing) or
+    /// [`PgLedger::routing`](crate::PgLedger::routing) says so here, so the pipeline runs it
+    /// inside the ledger's decision job instead of calling `route` first. Not for other
+    /// implementations.
+    #[doc(hidden)]
+    fn colocated(&self) -> Option<crate::ledger::Colocated> {
+        None
+    }
 }
 
 impl<F> Routing for F

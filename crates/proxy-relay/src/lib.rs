@@ -69,3 +69,12 @@ pub use sessions::{
     FieldError, NewParticipant, NewSession, Session, SessionParticipant, SessionStatus,
     MAX_FRIENDLY_NAME,
 };
+
+/// The crates whose types this one's API shows (`router` is axum's, `Cli` parses with clap,
+/// the pipeline is `proxy-optout-host`'s), re-exported so an embedding host uses exactly the
+/// versions it was built with.
+pub mod reexports {
+    pub use axum;
+    pub use clap;
+    pub use proxy_optout_host;
+}

@@ -114,15 +114,14 @@ impl Server {
             None => sender_for(config, &public_url)?,
         };
         let db = Db::open(&config.database, config.pg_pool_size).await?;
-        let pipeline =
-            Pipeline::builder_shared(db.ledger().clone(), Arc::new(db.routing()), sender)
-                .auth_token(config.auth_tokens[0].clone())
-                .public_url(public_url)
-                .mode(config.mode)
-                .journal(config.journal.clone())
-                .send_attempts(config.send_attempts)
-                .database_timeout(config.database_timeout)
-                .metrics(Arc::new(Metrics::with_prefix("proxy_relay")));
+        let pipeline = Pipeline::builder_shared(db.ledger().clone(), db.routing(), sender)
+            .auth_token(config.auth_tokens[0].clone())
+            .public_url(public_url)
+            .mode(config.mode)
+            .journal(config.journal.clone())
+            .send_attempts(config.send_attempts)
+            .database_timeout(config.database_timeout)
+            .metrics(Arc::new(Metrics::with_prefix("proxy_relay")));
         let pipeline = config.auth_tokens[1..]
             .iter()
             .fold(pipeline, |p, t| p.auth_token(t.clone()));

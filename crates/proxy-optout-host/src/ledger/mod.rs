@@ -20,8 +20,8 @@ mod postgres;
 mod sqlite;
 mod worker;
 
-pub use postgres::PgLedger;
-pub use sqlite::SqliteLedger;
+pub use postgres::{PgLedger, PgRouting};
+pub use sqlite::{SqliteLedger, SqliteRouting};
 
 pub(crate) type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
@@ -60,6 +60,42 @@ impl From<rusqlite::Error> for LedgerError {
     }
 }
 
+/// A routing that runs inside the ledger's own decision job: on the SQLite ledger's database
+/// thread, or inside the PostgreSQL decision's one statement. Built by
+/// [`SqliteLedger::routing`] or [`PgLedger::routing`]; the pipeline uses it when the routing
+/// belongs to its own ledger, and asks [`Routing::route`](crate::Routing::route) otherwise.
+#[doc(hidden)]
+#[derive(Clone)]
+pub struct Colocated(pub(crate) ColocatedKind);
+
+impl std::fmt::Debug for Colocated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Colocated")
+    }
+}
+
+pub(crate) type SqliteRouteFn =
+    Arc<dyn Fn(&proxy_optout_sqlite::SqliteStore, &str, &str) -> crate::RouteResult + Send + Sync>;
+
+#[derive(Clone)]
+pub(crate) enum ColocatedKind {
+    /// Runs on this worker's thread.
+    Sqlite {
+        worker: Arc<worker::DbWorker>,
+        route: SqliteRouteFn,
+    },
+    /// This decision function (the route query inside it) on this store's database.
+    Postgres { ledger: Arc<()>, function: Arc<str> },
+}
+
+/// Where the decision gets its route.
+pub(crate) enum Routed {
+    /// The host's routing answered already.
+    Resolved(Option<SessionRoute>),
+    /// The ledger's job finds it.
+    Colocated(ColocatedKind),
+}
+
 /// What the database and the relay made of one delivery.
 #[derive(Debug)]
 pub(crate) enum Decided {
@@ -83,7 +119,7 @@ pub(crate) enum DecideError {
     Unavailable(LedgerError),
     /// The relay refused the message (or the host's route, a host bug).
     Input(InputError),
-    /// The host's route is not one the relay can use.
+    /// The host's route is not one the relay can use, or (co-located) its routing failed.
     Route(crate::routing::RoutingError),
     /// The ledger failed: the relay failed closed (nothing confirmed, nothing forwarded).
     Ledger(Box<RelayError<LedgerError>>),
@@ -100,8 +136,11 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         &self,
         core: Arc<RelayCore>,
         message: Arc<Message>,
-        route: Option<SessionRoute>,
+        route: Routed,
     ) -> BoxFuture<'_, Result<Decided, DecideError>>;
+
+    /// Whether a co-located routing runs inside this ledger's jobs.
+    fn runs(&self, colocated: &ColocatedKind) -> bool;
 
     /// Stores the answer of a claimed message. Returns once a later claim of the id is sure
     /// to see it; `on_error` runs if the write fails after that.

@@ -1,7 +1,8 @@
 //! PostgreSQL: the ledger and the processed message ids in the store crate's schema, shared
 //! by every instance. One message is one call of a server-side function that claims its id
 //! (the store crate's `proxy_optout_claim`), stores a STOP or START, and reads both ledger
-//! states, in one statement: one round trip.
+//! states, in one statement: one round trip. A routing built by [`PgLedger::routing`] runs
+//! inside that statement too; any other routing is one more round trip before it.
 
 use std::sync::Arc;
 
@@ -14,9 +15,12 @@ use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
-use super::{flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError};
+use super::{
+    flag, policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError,
+    Decided, LedgerError, Routed,
+};
 use crate::message::Message;
-use crate::routing::SessionRoute;
+use crate::routing::{RouteResult, Routing, RoutingError, SessionRoute};
 
 /// The decision's one statement. Versioned in its name: instances of two builds on one
 /// database during a rolling upgrade each call their own.
@@ -73,6 +77,58 @@ const BEGIN: &str = "SELECT claim, answer, sender_state, recipient_state
 #[derive(Clone, Debug)]
 pub struct PgLedger {
     pg: PgStore,
+    /// Who this ledger is, for a co-located routing to recognise it.
+    id: Arc<()>,
+}
+
+/// The decision with the host's route query inside it: the claim, the route, the STOP or
+/// START write and both ledger reads in one statement.
+const ROUTED_FUNCTION: &str = "
+CREATE OR REPLACE FUNCTION {NAME}(
+    p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
+    p_scope TEXT, p_write_state TEXT)
+RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT,
+               session_sid TEXT, other TEXT, other_proxy TEXT)
+LANGUAGE plpgsql VOLATILE AS $$
+#variable_conflict use_column
+BEGIN
+    claim := 'new';
+    IF p_message_id IS NOT NULL THEN
+        SELECT CASE WHEN c.resumed THEN 'resumed' WHEN c.claimed THEN 'new'
+                    WHEN c.answer IS NULL THEN 'in_progress' ELSE 'answered' END,
+               c.answer
+          INTO claim, answer
+          FROM proxy_optout_claim(p_message_id, p_stale_secs) AS c;
+        IF claim NOT IN ('new', 'resumed') THEN
+            RETURN NEXT;
+            RETURN;
+        END IF;
+    END IF;
+    SELECT r.* INTO session_sid, other, other_proxy FROM ({ROUTE}) AS r LIMIT 1;
+    IF p_write_state IS NOT NULL THEN
+        INSERT INTO opt_out_ledger AS l (scope, participant, state, updated_at)
+        VALUES (COALESCE(p_scope, p_to), p_from, p_write_state, now())
+        ON CONFLICT (scope, participant)
+        DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
+    END IF;
+    SELECT l.state INTO sender_state FROM opt_out_ledger l
+     WHERE l.scope = COALESCE(p_scope, p_to) AND l.participant = p_from;
+    IF other IS NOT NULL THEN
+        SELECT l.state INTO recipient_state FROM opt_out_ledger l
+         WHERE l.scope = COALESCE(p_scope, other_proxy) AND l.participant = other;
+    END IF;
+    RETURN NEXT;
+END
+$$;
+";
+
+/// A name for the routed function of `query`, the same on every instance of every build
+/// that routes with the same query (FNV-1a of its text).
+fn routed_name(query: &str) -> String {
+    let hash = query.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    format!("proxy_optout_host_routed_v1_{hash:016x}")
 }
 
 async fn client(pg: &PgStore) -> Result<Object, LedgerError> {
@@ -129,7 +185,52 @@ impl PgLedger {
         tx.batch_execute(BEGIN_FUNCTION).await?;
         tx.commit().await?;
         drop(c);
-        Ok(PgLedger { pg })
+        Ok(PgLedger {
+            pg,
+            id: Arc::new(()),
+        })
+    }
+
+    /// A routing by `query`, over the host's tables in this ledger's database, run inside
+    /// the decision's one statement. `query` takes the sender as `$1` and the proxy number as
+    /// `$2`, and returns at most one row: the session id, then the other participant's
+    /// identifier and proxy identifier (both NULL when the session has no other participant).
+    /// No row: no open session.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError::Postgres`] when the function cannot be created (a query PostgreSQL
+    /// refuses, naming what is wrong).
+    ///
+    /// ```no_run
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ledger = proxy_optout_host::PgLedger::connect("postgres://postgres@127.0.0.1/test", 8).await?;
+    /// let routing = ledger.routing(
+    ///     "SELECT id, CASE WHEN rider = $1 THEN driver ELSE rider END, proxy_number
+    ///        FROM rides WHERE active AND proxy_number = $2 AND $1 IN (rider, driver)",
+    /// ).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn routing(&self, query: &str) -> Result<PgRouting, LedgerError> {
+        let function = routed_name(query);
+        let inside = query.replace("$1", "p_from").replace("$2", "p_to");
+        let sql = ROUTED_FUNCTION
+            .replace("{NAME}", &function)
+            .replace("{ROUTE}", &inside);
+        let mut c = client(&self.pg).await?;
+        let tx = c.transaction().await?;
+        tx.execute(
+            "SELECT pg_advisory_xact_lock(hashtext('proxy_optout_host_migrate'))",
+            &[],
+        )
+        .await?;
+        tx.batch_execute(&sql).await?;
+        tx.commit().await?;
+        Ok(PgRouting {
+            ledger: self.clone(),
+            query: query.into(),
+            function: function.into(),
+        })
     }
 
     /// The store: its pool is the host's to share (its own tables in the same database).
@@ -150,14 +251,25 @@ impl PgLedger {
         &self,
         core: &RelayCore,
         m: &Message,
-        route: Option<&SessionRoute>,
+        route: &Routed,
     ) -> Result<Decided, DecideError> {
         let inbound = m.inbound();
-        // A route that is not the message's own (a host bug) is refused before anything is
-        // stored.
-        let _checked = core
-            .plan(&inbound, route_of(route)?, Settings::default())
-            .map_err(DecideError::Input)?;
+        let function = match route {
+            Routed::Resolved(r) => {
+                // A route that is not the message's own (a host bug) is refused before
+                // anything is stored.
+                let _checked = core
+                    .plan(&inbound, route_of(r.as_ref())?, Settings::default())
+                    .map_err(DecideError::Input)?;
+                None
+            }
+            Routed::Colocated(ColocatedKind::Postgres { function, .. }) => Some(function.clone()),
+            Routed::Colocated(_) => {
+                return Err(DecideError::Unavailable(LedgerError::Task(
+                    "a SQLite routing cannot run on a PostgreSQL ledger".into(),
+                )))
+            }
+        };
         // The ledger change a message asks for does not depend on its route (it is keyed by
         // its sender and proxy number, and the route's sender is built from the same
         // addresses), so it is known before the trip and stored inside it. The steps below
@@ -174,8 +286,20 @@ impl PgLedger {
             _ => None,
         };
         let stale = proxy_optout_postgres::STALE_CLAIM.as_secs_f64();
+        let resolved = match route {
+            Routed::Resolved(r) => r.as_ref(),
+            Routed::Colocated(_) => None,
+        };
         let row = self
-            .begin(&m.sid, stale, m, scope, predicted, route)
+            .begin(
+                &m.sid,
+                stale,
+                m,
+                scope,
+                predicted,
+                resolved,
+                function.as_deref(),
+            )
             .await
             .map_err(DecideError::Unavailable)?;
         let claim: String = row.get(0);
@@ -185,7 +309,22 @@ impl PgLedger {
             _ => {}
         }
         let resumed = claim == "resumed";
-        let decided = self.steps(core, m, route, &row, predicted, resumed).await;
+        let found = match function {
+            None => Ok(None),
+            Some(_) => route_from(&m.from, &m.to, row.get(4), row.get(5), row.get(6))
+                .map_err(DecideError::Route),
+        };
+        let decided = match found {
+            Ok(found) => {
+                let route = if function.is_some() {
+                    found.as_ref()
+                } else {
+                    resolved
+                };
+                self.steps(core, m, route, &row, predicted, resumed).await
+            }
+            Err(e) => Err(e),
+        };
         if let (Err(_), Some(id)) = (&decided, &m.sid) {
             if let Err(e) = self.pg.release(id).await {
                 tracing::error!(error = %e, message_sid = %id, "could not release the claim; a retry waits for it to go stale");
@@ -194,6 +333,7 @@ impl PgLedger {
         decided
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn begin(
         &self,
         id: &Option<String>,
@@ -202,10 +342,22 @@ impl PgLedger {
         scope: Option<&str>,
         write: Option<OptState>,
         route: Option<&SessionRoute>,
+        routed: Option<&str>,
     ) -> Result<Row, LedgerError> {
         let c = client(&self.pg).await?;
-        let stmt = c.prepare_cached(BEGIN).await?;
         let write = write.map(OptState::as_str);
+        if let Some(function) = routed {
+            let stmt = c
+                .prepare_cached(&format!(
+                    "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
+                     FROM {function}($1, $2, $3, $4, $5, $6)"
+                ))
+                .await?;
+            return Ok(c
+                .query_one(&stmt, &[id, &stale, &m.from, &m.to, &scope, &write])
+                .await?);
+        }
+        let stmt = c.prepare_cached(BEGIN).await?;
         let other = route.and_then(SessionRoute::recipient);
         let (other, other_proxy) = (
             other.map(|p| p.identifier()),
@@ -290,6 +442,61 @@ impl PgLedger {
     }
 }
 
+/// A routing by a query over the host's tables in a [`PgLedger`]'s database; see
+/// [`PgLedger::routing`].
+#[derive(Clone, Debug)]
+pub struct PgRouting {
+    ledger: PgLedger,
+    query: Arc<str>,
+    function: Arc<str>,
+}
+
+/// The route of a row of the host's query (or of the routed function's route columns).
+fn route_from(
+    from: &str,
+    to: &str,
+    session: Option<String>,
+    other: Option<String>,
+    other_proxy: Option<String>,
+) -> RouteResult {
+    match session {
+        None => Ok(None),
+        Some(s) => {
+            let recipient = other.as_deref().zip(other_proxy.as_deref());
+            SessionRoute::new(s, from, to, recipient).map(Some)
+        }
+    }
+}
+
+impl Routing for PgRouting {
+    fn route<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> crate::routing::BoxFuture<'a, RouteResult> {
+        Box::pin(async move {
+            let c = client(&self.ledger.pg)
+                .await
+                .map_err(RoutingError::unavailable)?;
+            let row = c
+                .query_opt(&*self.query, &[&from, &to])
+                .await
+                .map_err(RoutingError::unavailable)?;
+            match row {
+                None => Ok(None),
+                Some(r) => route_from(from, to, r.get(0), r.get(1), r.get(2)),
+            }
+        })
+    }
+
+    fn colocated(&self) -> Option<Colocated> {
+        Some(Colocated(ColocatedKind::Postgres {
+            ledger: self.ledger.id.clone(),
+            function: self.function.clone(),
+        }))
+    }
+}
+
 fn parse_state(key: LedgerKey<'_>, value: Option<&str>) -> Result<OptState, LedgerError> {
     match value {
         None => Ok(OptState::OptedIn),
@@ -309,9 +516,13 @@ impl Backend for PgLedger {
         &self,
         core: Arc<RelayCore>,
         message: Arc<Message>,
-        route: Option<SessionRoute>,
+        route: Routed,
     ) -> BoxFuture<'_, Result<Decided, DecideError>> {
-        Box::pin(async move { self.decide_now(&core, &message, route.as_ref()).await })
+        Box::pin(async move { self.decide_now(&core, &message, &route).await })
+    }
+
+    fn runs(&self, colocated: &ColocatedKind) -> bool {
+        matches!(colocated, ColocatedKind::Postgres { ledger, .. } if Arc::ptr_eq(ledger, &self.id))
     }
 
     fn complete(

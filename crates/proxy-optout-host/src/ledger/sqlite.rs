@@ -11,9 +11,12 @@ use proxy_optout::{
 use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
 
 use super::worker::DbWorker;
-use super::{flag, policy_answer, route_of, Backend, BoxFuture, DecideError, Decided, LedgerError};
+use super::{
+    flag, policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError,
+    Decided, LedgerError, Routed, SqliteRouteFn,
+};
 use crate::message::Message;
-use crate::routing::SessionRoute;
+use crate::routing::{RouteResult, Routing};
 
 /// The ledger in a SQLite file: the single-host setup. The file is held exclusively (a
 /// second process on it fails at open, instead of sharing it unsafely), and every call runs
@@ -144,12 +147,89 @@ impl SqliteLedger {
     }
 }
 
+impl SqliteLedger {
+    /// A routing over tables in this ledger's file, run on its database thread inside the
+    /// decision's one job: claim, route and ledger in a single hand-off. `route(store, from,
+    /// to)` reads the host's tables through `store.with_connection`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// use proxy_optout_host::{Routing, SessionRoute};
+    /// let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?;
+    /// let routing = ledger.routing(|store, from, to| {
+    ///     let session: Option<String> = store
+    ///         .with_connection(|c| c.query_row("SELECT 'ride-1' WHERE ?1 = '+1A'", [from], |r| r.get(0)))
+    ///         .ok();
+    ///     Ok(session.map(|s| SessionRoute::new(s, from, to, None)).transpose()?)
+    /// });
+    /// assert_eq!(routing.route("+1A", "+1P").await?.unwrap().session(), "ride-1");
+    /// # Ok(()) }
+    /// ```
+    pub fn routing<F>(&self, route: F) -> SqliteRouting
+    where
+        F: Fn(&SqliteStore, &str, &str) -> RouteResult + Send + Sync + 'static,
+    {
+        SqliteRouting {
+            ledger: self.clone(),
+            route: Arc::new(route),
+        }
+    }
+}
+
+/// A routing over tables in a [`SqliteLedger`]'s file; see [`SqliteLedger::routing`].
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// # let dir = tempfile::tempdir()?;
+/// let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?;
+/// let routing = ledger.routing(|_, _, _| Ok(None));
+/// assert!(format!("{routing:?}").contains("SqliteRouting"));
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct SqliteRouting {
+    ledger: SqliteLedger,
+    route: SqliteRouteFn,
+}
+
+impl std::fmt::Debug for SqliteRouting {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteRouting")
+            .field("ledger", &self.ledger.path())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Routing for SqliteRouting {
+    fn route<'a>(
+        &'a self,
+        from: &'a str,
+        to: &'a str,
+    ) -> crate::routing::BoxFuture<'a, RouteResult> {
+        let (route, from, to) = (self.route.clone(), from.to_owned(), to.to_owned());
+        Box::pin(async move {
+            self.ledger
+                .call(move |store| route(store, &from, &to))
+                .await
+                .map_err(crate::RoutingError::unavailable)?
+        })
+    }
+
+    fn colocated(&self) -> Option<Colocated> {
+        Some(Colocated(ColocatedKind::Sqlite {
+            worker: self.ledger.worker.clone(),
+            route: self.route.clone(),
+        }))
+    }
+}
+
 /// The whole decision, on the database thread.
 fn decide(
     store: &SqliteStore,
     core: &RelayCore,
     m: &Message,
-    route: Option<&SessionRoute>,
+    route: &Routed,
 ) -> Result<Decided, DecideError> {
     let mut resumed = false;
     if let Some(id) = &m.sid {
@@ -177,9 +257,22 @@ fn decide_claimed(
     store: &SqliteStore,
     core: &RelayCore,
     m: &Message,
-    route: Option<&SessionRoute>,
+    route: &Routed,
     resumed: bool,
 ) -> Result<Decided, DecideError> {
+    let found;
+    let route = match route {
+        Routed::Resolved(r) => r.as_ref(),
+        Routed::Colocated(ColocatedKind::Sqlite { route, .. }) => {
+            found = route(store, &m.from, &m.to).map_err(DecideError::Route)?;
+            found.as_ref()
+        }
+        Routed::Colocated(ColocatedKind::Postgres { .. }) => {
+            return Err(DecideError::Unavailable(LedgerError::Task(
+                "a PostgreSQL routing cannot run on a SQLite ledger".into(),
+            )))
+        }
+    };
     let route = route_of(route)?;
     let inbound = m.inbound();
     let mut steps = core
@@ -205,18 +298,22 @@ fn decide_claimed(
 }
 
 impl Backend for SqliteLedger {
+    fn runs(&self, colocated: &ColocatedKind) -> bool {
+        matches!(colocated, ColocatedKind::Sqlite { worker, .. } if Arc::ptr_eq(worker, &self.worker))
+    }
+
     fn decide(
         &self,
         core: Arc<RelayCore>,
         message: Arc<Message>,
-        route: Option<SessionRoute>,
+        route: Routed,
     ) -> BoxFuture<'_, Result<Decided, DecideError>> {
         Box::pin(async move {
             // The whole decision in one trip to the database thread: three trips (claim,
             // read, write) cost more in thread hand-offs than the queries themselves.
             let sid = message.sid.clone();
             let decided = self.worker.run_durable(
-                move |store| Ok(decide(store, &core, &message, route.as_ref())),
+                move |store| Ok(decide(store, &core, &message, &route)),
                 move |store| {
                     // Not on disk: give the claim back so the retry is handled in full.
                     if let Some(id) = sid {

@@ -239,13 +239,6 @@ impl AdminError {
 /// The database, as the server uses it. Implemented once per database; every method owns its
 /// arguments, because the SQLite calls travel to the database thread.
 pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
-    /// The session of (`from`, `to`), if one is open.
-    fn route(
-        &self,
-        from: String,
-        to: String,
-    ) -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>>;
-
     /// Runs a query that returns one integer (for audits and tests).
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>>;
 
@@ -285,10 +278,19 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
 /// db.close().await;
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Db {
     backend: Arc<dyn Backend>,
     ledger: Ledger,
+    routing: Arc<dyn Routing>,
+}
+
+impl std::fmt::Debug for Db {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Db")
+            .field("kind", &self.kind())
+            .finish_non_exhaustive()
+    }
 }
 
 impl Db {
@@ -309,17 +311,20 @@ impl Db {
     pub async fn open(database: &Database, pg_pool_size: usize) -> Result<Db, DbError> {
         Ok(match database {
             Database::Sqlite(path) => {
-                let (backend, ledger) = sqlite::SqliteBackend::open(path.clone()).await?;
+                let (backend, ledger, routing) = sqlite::SqliteBackend::open(path.clone()).await?;
                 Db {
                     backend: Arc::new(backend),
                     ledger,
+                    routing,
                 }
             }
             Database::Postgres(url) => {
-                let (backend, ledger) = postgres::PgBackend::open(url, pg_pool_size).await?;
+                let (backend, ledger, routing) =
+                    postgres::PgBackend::open(url, pg_pool_size).await?;
                 Db {
                     backend: Arc::new(backend),
                     ledger,
+                    routing,
                 }
             }
         })
@@ -330,9 +335,10 @@ impl Db {
         &self.ledger
     }
 
-    /// The pipeline's routing: the session tables.
-    pub(crate) fn routing(&self) -> SessionRouting {
-        SessionRouting(self.backend.clone())
+    /// The pipeline's routing: the session tables, queried inside the ledger's decision job
+    /// (on SQLite's database thread, or in PostgreSQL's one statement).
+    pub(crate) fn routing(&self) -> Arc<dyn Routing> {
+        self.routing.clone()
     }
 
     /// `sqlite` or `postgres`.
@@ -636,28 +642,14 @@ fn assemble(head: SessionHead, participants: Vec<SessionParticipant>) -> Result<
     })
 }
 
-/// The session tables as the pipeline's [`Routing`]: a row this build cannot use is the
-/// host's bug (500), any other failure the database's (the message is journaled).
-#[derive(Clone, Debug)]
-pub(crate) struct SessionRouting(Arc<dyn Backend>);
-
-impl Routing for SessionRouting {
-    fn route<'a>(
-        &'a self,
-        from: &'a str,
-        to: &'a str,
-    ) -> proxy_optout_host::BoxFuture<'a, Result<Option<SessionRoute>, RoutingError>> {
-        Box::pin(async move {
-            self.0
-                .route(from.to_owned(), to.to_owned())
-                .await
-                .map_err(|e| match e {
-                    DbError::BadRow { sid, reason } => RoutingError::Invalid {
-                        session: sid,
-                        reason,
-                    },
-                    other => RoutingError::unavailable(other),
-                })
-        })
+/// A route lookup's failure, as the pipeline's routing reports it: a row this build cannot
+/// use is the host's bug (500), any other failure the database's (the message is journaled).
+fn routing_error(e: DbError) -> RoutingError {
+    match e {
+        DbError::BadRow { sid, reason } => RoutingError::Invalid {
+            session: sid,
+            reason,
+        },
+        other => RoutingError::unavailable(other),
     }
 }

@@ -3,15 +3,15 @@
 
 use std::sync::Arc;
 
-use proxy_optout_host::{Ledger, PgLedger, SessionRoute};
+use proxy_optout_host::{Ledger, PgLedger, Routing};
 use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::error::SqlState;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
 use super::{
-    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError, SessionHead,
-    ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
+    assemble, now_ms, pick_proxy, AdminError, Backend, BoxFuture, DbError, SessionHead, ROUTE,
+    SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, SessionStatus};
 
@@ -30,7 +30,10 @@ fn route_query() -> String {
 }
 
 impl PgBackend {
-    pub(super) async fn open(url: &str, pool_size: usize) -> Result<(PgBackend, Ledger), DbError> {
+    pub(super) async fn open(
+        url: &str,
+        pool_size: usize,
+    ) -> Result<(PgBackend, Ledger, Arc<dyn Routing>), DbError> {
         let pg = PgStore::connect_with(
             url,
             Options::default()
@@ -68,15 +71,9 @@ impl PgBackend {
         tx.commit().await?;
         drop(c);
         let ledger = PgLedger::from_store(pg.clone()).await?;
-        Ok((PgBackend { pg }, ledger.into()))
-    }
-
-    async fn route(&self, from: &str, to: &str) -> Result<Option<SessionRoute>, DbError> {
-        let c = client(&self.pg).await?;
-        let stmt = c.prepare_cached(&route_query()).await?;
-        let row = c.query_opt(&stmt, &[&from, &to]).await?;
-        row.map(|r| route_row(r.get(0), from, to, r.get(1), r.get(2)))
-            .transpose()
+        // The session lookup runs inside the decision's one statement.
+        let routing = ledger.routing(&route_query()).await?;
+        Ok((PgBackend { pg }, ledger.into(), Arc::new(routing)))
     }
 }
 
@@ -267,14 +264,6 @@ async fn close(pg: &PgStore, sid: &str) -> Result<Option<Session>, DbError> {
 }
 
 impl Backend for PgBackend {
-    fn route(
-        &self,
-        from: String,
-        to: String,
-    ) -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>> {
-        Box::pin(async move { PgBackend::route(self, &from, &to).await })
-    }
-
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>> {
         Box::pin(async move {
             let c = client(&self.pg).await?;

@@ -4,13 +4,13 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use proxy_optout_host::{Ledger, SessionRoute, SqliteLedger};
+use proxy_optout_host::{Ledger, Routing, SessionRoute, SqliteLedger};
 use proxy_optout_sqlite::SqliteStore;
 use rusqlite::{params, Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use super::{
-    assemble, now_ms, pick_proxy, route_row, AdminError, Backend, BoxFuture, DbError, SessionHead,
-    ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
+    assemble, now_ms, pick_proxy, route_row, routing_error, AdminError, Backend, BoxFuture,
+    DbError, SessionHead, ROUTE, SESSION_SCHEMA, SESSION_SCHEMA_VERSION,
 };
 use crate::sessions::{FieldError, NewSession, Session, SessionParticipant, SessionStatus};
 
@@ -46,17 +46,23 @@ fn migrate(store: &SqliteStore) -> Result<(), DbError> {
 }
 
 impl SqliteBackend {
-    pub(super) async fn open(path: PathBuf) -> Result<(SqliteBackend, Ledger), DbError> {
+    pub(super) async fn open(
+        path: PathBuf,
+    ) -> Result<(SqliteBackend, Ledger, Arc<dyn Routing>), DbError> {
         let ledger = SqliteLedger::open(path).await?;
         if let Err(e) = ledger.call_durable(migrate).await? {
             Ledger::from(ledger).close().await;
             return Err(e);
         }
+        // The session lookup runs on the ledger's thread, inside the decision's job.
+        let routing =
+            ledger.routing(|store, from, to| route(store, from, to).map_err(routing_error));
         Ok((
             SqliteBackend {
                 ledger: ledger.clone(),
             },
             ledger.into(),
+            Arc::new(routing),
         ))
     }
 
@@ -233,14 +239,6 @@ fn close(store: &SqliteStore, sid: &str) -> Result<Option<Session>, DbError> {
 }
 
 impl Backend for SqliteBackend {
-    fn route(
-        &self,
-        from: String,
-        to: String,
-    ) -> BoxFuture<'_, Result<Option<SessionRoute>, DbError>> {
-        Box::pin(self.run(move |store| route(store, &from, &to)))
-    }
-
     fn scalar(&self, sql: String) -> BoxFuture<'_, Result<i64, DbError>> {
         Box::pin(
             self.run(move |store| {
