@@ -80,6 +80,13 @@
 //! the REST API already sent. A message replayed from the journal sends its reply through
 //! the sender too (its webhook was answered long ago).
 //!
+//! # One trip to the database
+//!
+//! The decision (claim, ledger reads, ledger write) is one job: one hand-off to the SQLite
+//! ledger's thread, or one statement on PostgreSQL. A routing over tables in the ledger's own
+//! database can run inside that job too ([`SqliteLedger::routing`], [`PgLedger::routing`]);
+//! any other routing is asked first, in a trip of its own.
+//!
 //! # Where things are written
 //!
 //! The claim and the ledger change are written in the decision's one job, before anything
