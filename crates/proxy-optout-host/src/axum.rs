@@ -48,22 +48,42 @@ impl IntoResponse for Refusal {
     }
 }
 
-/// The request as the pipeline reads it. A body over the limit is refused here with 413.
-async fn read(request: Request) -> Result<(String, HeaderMap, Bytes), Refusal> {
-    let target = request
-        .extensions()
+/// The request as the pipeline reads it: the method, the target as received (before any
+/// `nest` stripped a prefix), the headers and the body. A body over the limit is a 413.
+async fn read(request: Request) -> Result<(String, String, HeaderMap, Bytes), Refusal> {
+    let (parts, body) = request.into_parts();
+    let uri = parts
+        .extensions
         .get::<OriginalUri>()
-        .map_or_else(|| request.uri().clone(), |o| o.0.clone());
-    let target = target
+        .map_or(&parts.uri, |o| &o.0);
+    let target = uri
         .path_and_query()
         .map_or_else(|| "/".to_owned(), |pq| pq.as_str().to_owned());
-    let headers = request.headers().clone();
-    let body = axum::body::to_bytes(request.into_body(), MAX_FORM_BYTES)
+    let body = axum::body::to_bytes(body, MAX_FORM_BYTES)
         .await
-        .map_err(|_| Refusal::TooLarge {
-            limit: MAX_FORM_BYTES,
-        })?;
-    Ok((target, headers, body))
+        .map_err(|e| body_error(&e))?;
+    Ok((
+        parts.method.as_str().to_owned(),
+        target,
+        parts.headers,
+        body,
+    ))
+}
+
+/// Over the limit (413), or the body could not be read (400: the client went away, say).
+fn body_error(e: &axum::Error) -> Refusal {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cause {
+        if c.is::<http_body_util::LengthLimitError>() {
+            return Refusal::TooLarge {
+                limit: MAX_FORM_BYTES,
+            };
+        }
+        cause = c.source();
+    }
+    Refusal::Body {
+        reason: e.to_string(),
+    }
 }
 
 fn webhook_request<'a>(
@@ -108,9 +128,8 @@ impl Pipeline {
             .route(
                 sms,
                 post(move |request: Request| async move {
-                    let method = request.method().as_str().to_owned();
                     match read(request).await {
-                        Ok((target, headers, body)) => inbound
+                        Ok((method, target, headers, body)) => inbound
                             .inbound(webhook_request(&method, &target, &headers, &body))
                             .await
                             .into_response(),
@@ -121,9 +140,8 @@ impl Pipeline {
             .route(
                 status,
                 post(move |request: Request| async move {
-                    let method = request.method().as_str().to_owned();
                     match read(request).await {
-                        Ok((target, headers, body)) => callback
+                        Ok((method, target, headers, body)) => callback
                             .status_callback(webhook_request(&method, &target, &headers, &body))
                             .await
                             .into_response(),
@@ -168,8 +186,7 @@ where
 
     async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
         let pipeline = Pipeline::from_ref(state);
-        let method = request.method().as_str().to_owned();
-        let (target, headers, body) = read(request).await?;
+        let (method, target, headers, body) = read(request).await?;
         pipeline
             .authenticate(&webhook_request(&method, &target, &headers, &body))
             .map(TwilioWebhook)

@@ -15,7 +15,7 @@ use crate::routing::RoutingError;
 /// |---|---|---|---|
 /// | [`ContentType`](Refusal::ContentType) | 415 | no | no |
 /// | [`TooLarge`](Refusal::TooLarge) | 413 | no | no |
-/// | [`Form`](Refusal::Form), [`Fields`](Refusal::Fields) | 400 | no | no |
+/// | [`Body`](Refusal::Body), [`Form`](Refusal::Form), [`Fields`](Refusal::Fields) | 400 | no | no |
 /// | [`Signature`](Refusal::Signature) | 400 missing, 403 wrong | no | no |
 /// | [`Input`](Refusal::Input) | 400, or 500 for a route that is not the message's | no | for 500 |
 /// | [`BadRoute`](Refusal::BadRoute) | 500 | no | yes |
@@ -47,6 +47,12 @@ pub enum Refusal {
     TooLarge {
         /// The limit, in bytes.
         limit: usize,
+    },
+    /// The body could not be read (the client went away mid-body, say).
+    #[error("the body could not be read: {reason}")]
+    Body {
+        /// What failed.
+        reason: String,
     },
     /// Not a well-formed form.
     #[error(transparent)]
@@ -112,7 +118,7 @@ impl Refusal {
         match self {
             Refusal::ContentType { .. } => 415,
             Refusal::TooLarge { .. } => 413,
-            Refusal::Form(_) | Refusal::Fields(_) => 400,
+            Refusal::Body { .. } | Refusal::Form(_) | Refusal::Fields(_) => 400,
             Refusal::Signature { error, .. } => error.status(),
             Refusal::Input { error, .. } if error.is_host_bug() => 500,
             Refusal::Input { .. } => 400,
@@ -166,7 +172,7 @@ impl Refusal {
         match self {
             Refusal::ContentType { .. } => "content_type",
             Refusal::TooLarge { .. } => "too_large",
-            Refusal::Form(_) => "form",
+            Refusal::Body { .. } | Refusal::Form(_) => "form",
             Refusal::Signature { .. } => "signature",
             Refusal::Fields(_) => "fields",
             Refusal::Input { error, .. } if error.is_host_bug() => "routing",

@@ -172,3 +172,20 @@ async fn the_extractor_gives_a_hosts_own_handler_a_checked_message() {
     assert_eq!(seen.lock().unwrap().len(), 1);
     p.shutdown().await;
 }
+
+#[tokio::test]
+async fn the_router_refuses_an_oversized_body_with_413_before_reading_it_all() {
+    use tower::ServiceExt as _;
+    let dir = tempfile::tempdir().unwrap();
+    let p = pipeline(dir.path(), "https://h", MemorySender::new()).await;
+    let big = vec![b'x'; proxy_optout_twilio::MAX_FORM_BYTES + 1];
+    for path in ["/twilio/sms", "/twilio/status"] {
+        let request = axum::http::Request::post(path)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(axum::body::Body::from(big.clone()))
+            .unwrap();
+        let answer = p.router::<()>().oneshot(request).await.unwrap();
+        assert_eq!(answer.status().as_u16(), 413, "{path}");
+    }
+    p.shutdown().await;
+}
