@@ -68,16 +68,7 @@ impl SessionRoute {
         };
         let sender = participant(from, proxy)?;
         let recipient = recipient.map(|(i, p)| participant(i, p)).transpose()?;
-        let route = SessionRoute {
-            session,
-            sender,
-            recipient,
-        };
-        route.route().map_err(|e| RoutingError::Invalid {
-            session: route.session.clone(),
-            reason: e.to_string(),
-        })?;
-        Ok(route)
+        SessionRoute::from_participants(session, sender, recipient)
     }
 
     /// The route from participants the host already built.

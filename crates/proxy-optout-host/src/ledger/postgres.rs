@@ -22,71 +22,16 @@ use super::{
 use crate::message::Message;
 use crate::routing::{RouteResult, Routing, RoutingError, SessionRoute};
 
-/// The decision's one statement. Versioned in its name: instances of two builds on one
+/// The decision's one statement: claim the id, find the route, store a STOP or START, read
+/// both ledger states. `{ROUTE}` is a query over `p_from` and `p_to` that yields at most one
+/// row (the session, the other participant, their proxy number): the host's own query for a
+/// co-located routing, or the route the host's routing already found, passed in as
+/// `p_other` and `p_other_proxy`. Versioned in its name: instances of two builds on one
 /// database during a rolling upgrade each call their own.
-const BEGIN_FUNCTION: &str = "
-CREATE OR REPLACE FUNCTION proxy_optout_host_decide_v1(
-    p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
-    p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT)
-RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT)
-LANGUAGE plpgsql VOLATILE AS $$
-#variable_conflict use_column
-BEGIN
-    claim := 'new';
-    IF p_message_id IS NOT NULL THEN
-        SELECT CASE WHEN c.resumed THEN 'resumed' WHEN c.claimed THEN 'new'
-                    WHEN c.answer IS NULL THEN 'in_progress' ELSE 'answered' END,
-               c.answer
-          INTO claim, answer
-          FROM proxy_optout_claim(p_message_id, p_stale_secs) AS c;
-        IF claim NOT IN ('new', 'resumed') THEN
-            RETURN NEXT;
-            RETURN;
-        END IF;
-    END IF;
-    IF p_write_state IS NOT NULL THEN
-        INSERT INTO opt_out_ledger AS l (scope, participant, state, updated_at)
-        VALUES (COALESCE(p_scope, p_to), p_from, p_write_state, now())
-        ON CONFLICT (scope, participant)
-        DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
-    END IF;
-    SELECT l.state INTO sender_state FROM opt_out_ledger l
-     WHERE l.scope = COALESCE(p_scope, p_to) AND l.participant = p_from;
-    IF p_other IS NOT NULL THEN
-        SELECT l.state INTO recipient_state FROM opt_out_ledger l
-         WHERE l.scope = COALESCE(p_scope, p_other_proxy) AND l.participant = p_other;
-    END IF;
-    RETURN NEXT;
-END
-$$;
-";
-
-const BEGIN: &str = "SELECT claim, answer, sender_state, recipient_state
-     FROM proxy_optout_host_decide_v1($1, $2, $3, $4, $5, $6, $7, $8)";
-
-/// The ledger on PostgreSQL: shared by every instance behind a load balancer. Connect it,
-/// or build it over a [`PgStore`] the host already has (its pool, its options).
-///
-/// ```no_run
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
-/// let ledger = proxy_optout_host::PgLedger::connect("postgres://postgres@127.0.0.1/test", 16).await?;
-/// let ledger: proxy_optout_host::Ledger = ledger.into();
-/// ledger.ping().await?;
-/// # Ok(()) }
-/// ```
-#[derive(Clone, Debug)]
-pub struct PgLedger {
-    pg: PgStore,
-    /// Who this ledger is, for a co-located routing to recognise it.
-    id: Arc<()>,
-}
-
-/// The decision with the host's route query inside it: the claim, the route, the STOP or
-/// START write and both ledger reads in one statement.
-const ROUTED_FUNCTION: &str = "
+const DECIDE_FUNCTION: &str = "
 CREATE OR REPLACE FUNCTION {NAME}(
     p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
-    p_scope TEXT, p_write_state TEXT)
+    p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT)
 RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT,
                session_sid TEXT, other TEXT, other_proxy TEXT)
 LANGUAGE plpgsql VOLATILE AS $$
@@ -121,6 +66,33 @@ BEGIN
 END
 $$;
 ";
+
+/// The decision for a route the host's routing found first.
+const RESOLVED: &str = "proxy_optout_host_decide_v2";
+
+/// The decision's function called `name`, with `route` inside it.
+fn decide_function(name: &str, route: &str) -> String {
+    DECIDE_FUNCTION
+        .replace("{NAME}", name)
+        .replace("{ROUTE}", route)
+}
+
+/// The ledger on PostgreSQL: shared by every instance behind a load balancer. Connect it,
+/// or build it over a [`PgStore`] the host already has (its pool, its options).
+///
+/// ```no_run
+/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let ledger = proxy_optout_host::PgLedger::connect("postgres://postgres@127.0.0.1/test", 16).await?;
+/// let ledger: proxy_optout_host::Ledger = ledger.into();
+/// ledger.ping().await?;
+/// # Ok(()) }
+/// ```
+#[derive(Clone, Debug)]
+pub struct PgLedger {
+    pg: PgStore,
+    /// Who this ledger is, for a co-located routing to recognise it.
+    id: Arc<()>,
+}
 
 /// A name for the routed function of `query`, the same on every instance of every build
 /// that routes with the same query (FNV-1a of its text).
@@ -182,7 +154,11 @@ impl PgLedger {
             &[],
         )
         .await?;
-        tx.batch_execute(BEGIN_FUNCTION).await?;
+        tx.batch_execute(&decide_function(
+            RESOLVED,
+            "SELECT NULL::TEXT, p_other, p_other_proxy WHERE p_other IS NOT NULL",
+        ))
+        .await?;
         tx.commit().await?;
         drop(c);
         Ok(PgLedger {
@@ -214,9 +190,7 @@ impl PgLedger {
     pub async fn routing(&self, query: &str) -> Result<PgRouting, LedgerError> {
         let function = routed_name(query);
         let inside = query.replace("$1", "p_from").replace("$2", "p_to");
-        let sql = ROUTED_FUNCTION
-            .replace("{NAME}", &function)
-            .replace("{ROUTE}", &inside);
+        let sql = decide_function(&function, &inside);
         let mut c = client(&self.pg).await?;
         let tx = c.transaction().await?;
         tx.execute(
@@ -346,18 +320,13 @@ impl PgLedger {
     ) -> Result<Row, LedgerError> {
         let c = client(&self.pg).await?;
         let write = write.map(OptState::as_str);
-        if let Some(function) = routed {
-            let stmt = c
-                .prepare_cached(&format!(
-                    "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
-                     FROM {function}($1, $2, $3, $4, $5, $6)"
-                ))
-                .await?;
-            return Ok(c
-                .query_one(&stmt, &[id, &stale, &m.from, &m.to, &scope, &write])
-                .await?);
-        }
-        let stmt = c.prepare_cached(BEGIN).await?;
+        let stmt = c
+            .prepare_cached(&format!(
+                "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
+                 FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
+                routed.unwrap_or(RESOLVED)
+            ))
+            .await?;
         let other = route.and_then(SessionRoute::recipient);
         let (other, other_proxy) = (
             other.map(|p| p.identifier()),

@@ -188,7 +188,18 @@ async fn play(
     };
     let a = client.message(driver, &driver_proxy, "START").await?;
     say("driver", "START", &a, &step);
-    check(a.status == 200 && a.reply().is_some(), n, "START confirmed")?;
+    // A reply that a forward follows goes through the sender first, so it arrives first.
+    let sends = sender.sent()[step.before..].to_vec();
+    check(
+        a.status == 200
+            && sends.len() == 2
+            && sends[0].to == driver
+            && sends[0].body.contains("re-subscribed")
+            && sends[1].body == "START",
+        n,
+        "START confirmed, then forwarded",
+    )?;
+    println!("    (the confirmation to the driver goes out before START reaches the rider)");
 
     // 7. The rider gets through again.
     n += 1;
