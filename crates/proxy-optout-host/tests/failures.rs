@@ -71,19 +71,26 @@ fn pair(from: &str, to: &str) -> RouteResult {
     Ok(Some(SessionRoute::new("s1", from, to, Some((other, to)))?))
 }
 
+/// A routing whose database is down until the flag is cleared.
+fn switchable() -> (
+    Arc<AtomicBool>,
+    impl Fn(&str, &str) -> RouteResult + Send + Sync + 'static,
+) {
+    let down = Arc::new(AtomicBool::new(true));
+    let flag = down.clone();
+    let routing = move |from: &str, to: &str| {
+        if flag.load(Ordering::SeqCst) {
+            return Err(RoutingError::unavailable("the rides database is down"));
+        }
+        pair(from, to)
+    };
+    (down, routing)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_journal_a_routing_outage_is_a_503_and_the_retry_is_handled_in_full() {
     let dir = tempfile::tempdir().unwrap();
-    let down = Arc::new(AtomicBool::new(true));
-    let routing = {
-        let down = down.clone();
-        move |from: &str, to: &str| {
-            if down.load(Ordering::SeqCst) {
-                return Err(RoutingError::unavailable("the rides database is down"));
-            }
-            pair(from, to)
-        }
-    };
+    let (down, routing) = switchable();
     let sender = proxy_optout_host::MemorySender::new();
     let ledger = SqliteLedger::open(dir.path().join("o.db")).await.unwrap();
     let p = Pipeline::builder(ledger, routing, sender.clone())
@@ -122,16 +129,7 @@ async fn without_a_journal_a_routing_outage_is_a_503_and_the_retry_is_handled_in
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_a_journal_a_routing_outage_is_kept_and_handled_once_the_routing_is_back() {
     let dir = tempfile::tempdir().unwrap();
-    let down = Arc::new(AtomicBool::new(true));
-    let routing = {
-        let down = down.clone();
-        move |from: &str, to: &str| {
-            if down.load(Ordering::SeqCst) {
-                return Err(RoutingError::unavailable("the rides database is down"));
-            }
-            pair(from, to)
-        }
-    };
+    let (down, routing) = switchable();
     let sender = proxy_optout_host::MemorySender::new();
     let ledger = SqliteLedger::open(dir.path().join("o.db")).await.unwrap();
     let p = Pipeline::builder(ledger, routing, sender.clone())

@@ -84,8 +84,9 @@ pub(crate) enum ColocatedKind {
         worker: Arc<worker::DbWorker>,
         route: SqliteRouteFn,
     },
-    /// This decision function (the route query inside it) on this store's database.
-    Postgres { ledger: Arc<()>, function: Arc<str> },
+    /// The statement calling this decision function (the route query inside it) on this
+    /// ledger's database.
+    Postgres { ledger: Arc<()>, call: Arc<str> },
 }
 
 /// Where the decision gets its route.

@@ -70,6 +70,15 @@ $$;
 /// The decision for a route the host's routing found first.
 const RESOLVED: &str = "proxy_optout_host_decide_v2";
 
+/// The statement that calls the decision function `name`. Built once per function, not per
+/// message.
+fn call_of(name: &str) -> String {
+    format!(
+        "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
+         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8)"
+    )
+}
+
 /// The decision's function called `name`, with `route` inside it.
 fn decide_function(name: &str, route: &str) -> String {
     DECIDE_FUNCTION
@@ -92,6 +101,8 @@ pub struct PgLedger {
     pg: PgStore,
     /// Who this ledger is, for a co-located routing to recognise it.
     id: Arc<()>,
+    /// The statement calling the decision for a route found first.
+    resolved: Arc<str>,
 }
 
 /// A name for the routed function of `query`, the same on every instance of every build
@@ -164,6 +175,7 @@ impl PgLedger {
         Ok(PgLedger {
             pg,
             id: Arc::new(()),
+            resolved: call_of(RESOLVED).into(),
         })
     }
 
@@ -203,7 +215,7 @@ impl PgLedger {
         Ok(PgRouting {
             ledger: self.clone(),
             query: query.into(),
-            function: function.into(),
+            call: call_of(&function).into(),
         })
     }
 
@@ -237,7 +249,7 @@ impl PgLedger {
                     .map_err(DecideError::Input)?;
                 None
             }
-            Routed::Colocated(ColocatedKind::Postgres { function, .. }) => Some(function.clone()),
+            Routed::Colocated(ColocatedKind::Postgres { call, .. }) => Some(call.clone()),
             Routed::Colocated(_) => {
                 return Err(DecideError::Unavailable(LedgerError::Task(
                     "a SQLite routing cannot run on a PostgreSQL ledger".into(),
@@ -320,13 +332,7 @@ impl PgLedger {
     ) -> Result<Row, LedgerError> {
         let c = client(&self.pg).await?;
         let write = write.map(OptState::as_str);
-        let stmt = c
-            .prepare_cached(&format!(
-                "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
-                 FROM {}($1, $2, $3, $4, $5, $6, $7, $8)",
-                routed.unwrap_or(RESOLVED)
-            ))
-            .await?;
+        let stmt = c.prepare_cached(routed.unwrap_or(&self.resolved)).await?;
         let other = route.and_then(SessionRoute::recipient);
         let (other, other_proxy) = (
             other.map(|p| p.identifier()),
@@ -417,7 +423,8 @@ impl PgLedger {
 pub struct PgRouting {
     ledger: PgLedger,
     query: Arc<str>,
-    function: Arc<str>,
+    /// The statement that calls its decision function.
+    call: Arc<str>,
 }
 
 /// The route of a row of the host's query (or of the routed function's route columns).
@@ -461,7 +468,7 @@ impl Routing for PgRouting {
     fn colocated(&self) -> Option<Colocated> {
         Some(Colocated(ColocatedKind::Postgres {
             ledger: self.ledger.id.clone(),
-            function: self.function.clone(),
+            call: self.call.clone(),
         }))
     }
 }
