@@ -17,6 +17,7 @@ use proxy_optout_twilio::{render, ForwardVia, EMPTY};
 
 use crate::ledger::{DecideError, Decided, LedgerError, Routed};
 use crate::message::Message;
+use crate::observer::{Leg, LegStatus, Report};
 use crate::pipeline::Inner;
 use crate::routing::RoutingError;
 use crate::sender::{Outgoing, SendError, Sent};
@@ -195,8 +196,30 @@ pub(crate) async fn handle(
         _ => None,
     };
     match perform(app, &message, &outcome, delivery, check).await {
-        Ok(answer) => {
-            if let Some(id) = &message.sid {
+        Ok(Performed {
+            answer,
+            label,
+            forward,
+            notices,
+        }) => {
+            let observed = async {
+                if let Some(observer) = app.observer() {
+                    observer
+                        .handled(Report {
+                            message_sid: message.sid.clone(),
+                            from: message.from.clone(),
+                            to: message.to.clone(),
+                            body: message.body.clone(),
+                            session: outcome.session().map(str::to_owned),
+                            outcome: label,
+                            notices,
+                            forward,
+                        })
+                        .await;
+                }
+            };
+            let completed = async {
+                let Some(id) = &message.sid else { return };
                 let (metrics, sid) = (app.shared_metrics(), id.clone());
                 app.ledger()
                     .backend()
@@ -210,7 +233,8 @@ pub(crate) async fn handle(
                         }),
                     )
                     .await;
-            }
+            };
+            tokio::join!(observed, completed);
             Ok(Handled::Answered(answer))
         }
         // Without a journal the platform's retry is the only second chance: a claim whose
@@ -261,6 +285,24 @@ fn outgoing(message: &Message, out: &Outbound<'_>, kind: &str) -> Outgoing {
     }
 }
 
+/// What performing an outcome came to: the answer, and what the observer is told.
+struct Performed {
+    answer: String,
+    label: &'static str,
+    forward: Option<Leg>,
+    notices: Vec<u32>,
+}
+
+fn leg(out: &Outbound<'_>, sid: Option<String>, status: LegStatus) -> Leg {
+    Leg {
+        from: out.from().to_owned(),
+        to: out.to().to_owned(),
+        body: out.body().to_owned(),
+        sid,
+        status,
+    }
+}
+
 /// Performs a decided outcome's effects in order and renders the answer.
 async fn perform(
     app: &Inner,
@@ -268,7 +310,7 @@ async fn perform(
     outcome: &Outcome<'_>,
     delivery: Delivery,
     check: Option<SystemTime>,
-) -> Result<String, Failure> {
+) -> Result<Performed, Failure> {
     let sid = message.id();
     let session = outcome.session().unwrap_or("");
     let metrics = app.metrics();
@@ -289,6 +331,8 @@ async fn perform(
     // Once a send of this message was tried, a later failure follows a send that may have
     // gone out: the journal must know, so the replay asks before sending.
     let mut tried = false;
+    let mut forward = None;
+    let mut notices = Vec::new();
     for effect in outcome.effects() {
         match effect {
             // Stored by the backend, durably, before anything below.
@@ -324,6 +368,7 @@ async fn perform(
                 tried = true;
                 match delivered? {
                     Ok(sent) => {
+                        forward = Some(leg(out, sent.clone(), LegStatus::Accepted));
                         tracing::debug!(
                             message_sid = sid,
                             session,
@@ -333,6 +378,7 @@ async fn perform(
                         );
                     }
                     Err(verdict) if verdict.is_unsubscribed() => {
+                        forward = Some(leg(out, None, verdict.status()));
                         label = "refused";
                         metrics.refusal("rest");
                         tracing::info!(
@@ -352,12 +398,20 @@ async fn perform(
                             .map_err(|e| later(tried, Later::Feedback(e)))?;
                     }
                     Err(verdict) => {
+                        forward = Some(leg(out, None, verdict.status()));
                         label = "send_refused";
                         tracing::warn!(message_sid = sid, session, to = out.to(), %verdict, "the platform refused the forward");
                     }
                 }
             }
             Effect::Refuse(out) => {
+                forward = Some(leg(
+                    out,
+                    None,
+                    LegStatus::Refused {
+                        code: proxy_optout_twilio::UNSUBSCRIBED_RECIPIENT,
+                    },
+                ));
                 metrics.refusal("ledger");
                 tracing::debug!(
                     message_sid = sid,
@@ -367,6 +421,7 @@ async fn perform(
                 );
             }
             Effect::Notice(n) => {
+                notices.push(n.code());
                 metrics.notice(match n.code() {
                     80901 => "80901",
                     80909 => "80909",
@@ -395,10 +450,16 @@ async fn perform(
         replayed = replay,
         "message handled"
     );
-    Ok(if replied || replay {
+    let answer = if replied || replay {
         EMPTY.to_owned()
     } else {
         render(outcome, ForwardVia::Rest)
+    };
+    Ok(Performed {
+        answer,
+        label,
+        forward,
+        notices,
     })
 }
 
@@ -410,6 +471,13 @@ enum Refusal {
 }
 
 impl Refusal {
+    fn status(&self) -> LegStatus {
+        match *self {
+            Refusal::Code(code) => LegStatus::Refused { code },
+            Refusal::Status(status) => LegStatus::Rejected { status },
+        }
+    }
+
     fn is_unsubscribed(&self) -> bool {
         matches!(self, Refusal::Code(code) if *code == proxy_optout_twilio::UNSUBSCRIBED_RECIPIENT)
     }
@@ -494,4 +562,74 @@ pub(crate) async fn refused_later(
         .backend()
         .refused(app.core().clone(), from.to_owned(), to.to_owned())
         .await
+}
+
+/// Why a send the host asked for ([`Pipeline::send`](crate::Pipeline::send)) reached no
+/// verdict. Nothing was recorded as sent.
+///
+/// ```
+/// let e = proxy_optout_host::SendFailure::Send(proxy_optout_host::SendError::Unknown { reason: "timeout".into() });
+/// assert!(e.to_string().starts_with("the send reached no verdict"));
+/// ```
+#[non_exhaustive]
+#[derive(Debug, thiserror::Error)]
+pub enum SendFailure {
+    /// The ledger could not be read: whether the recipient opted out is unknown, so nothing
+    /// was sent.
+    #[error("the opt-out ledger could not be read: {0}")]
+    Ledger(#[from] LedgerError),
+    /// The provider gave no verdict; the send may have gone out.
+    #[error("the send reached no verdict: {0}")]
+    Send(SendError),
+    /// The provider refused with 21610 and the ledger could not record it.
+    #[error("a 21610 could not be recorded: {0}")]
+    Feedback(FeedbackError<LedgerError>),
+}
+
+/// Sends a host-initiated message (Proxy's MessageInteraction) under the ledger's rules: to a
+/// recipient who opted out of `out.from` it is refused with 21610 and never sent; a 21610
+/// from the provider is recorded.
+pub(crate) async fn send(app: &Inner, out: &Outgoing) -> Result<Leg, SendFailure> {
+    let key = app.core().key(&out.from, &out.to);
+    let state = app
+        .ledger()
+        .state(key.scope(), key.participant())
+        .await?;
+    let make = |sid, status| Leg {
+        from: out.from.clone(),
+        to: out.to.clone(),
+        body: out.body.clone(),
+        sid,
+        status,
+    };
+    if state == proxy_optout::OptState::OptedOut {
+        app.metrics().refusal("ledger");
+        return Ok(make(
+            None,
+            LegStatus::Refused {
+                code: proxy_optout_twilio::UNSUBSCRIBED_RECIPIENT,
+            },
+        ));
+    }
+    match deliver(app, out, None).await {
+        Ok(Ok(sid)) => Ok(make(sid, LegStatus::Accepted)),
+        Ok(Err(refusal)) => {
+            if refusal.is_unsubscribed() {
+                app.metrics().refusal("rest");
+                app.ledger()
+                    .backend()
+                    .refused(app.core().clone(), out.from.clone(), out.to.clone())
+                    .await
+                    .map_err(SendFailure::Feedback)?;
+            }
+            Ok(make(None, refusal.status()))
+        }
+        Err(Failure::Later {
+            cause: Later::Send(e),
+            ..
+        }) => Err(SendFailure::Send(e)),
+        Err(other) => Err(SendFailure::Send(SendError::Unknown {
+            reason: format!("{other:?}"),
+        })),
+    }
 }

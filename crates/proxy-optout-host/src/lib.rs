@@ -105,6 +105,7 @@ mod journal;
 mod ledger;
 mod message;
 mod metrics;
+mod observer;
 mod pipeline;
 mod rfc2822;
 mod routing;
@@ -119,7 +120,9 @@ pub use ledger::{
     Colocated, Ledger, LedgerError, PgLedger, PgRouting, SqliteLedger, SqliteRouting,
 };
 pub use message::Message;
+pub use handling::SendFailure;
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
+pub use observer::{Leg, LegStatus, Observer, Report, StatusReport};
 pub use pipeline::{BuildError, Pipeline, PipelineBuilder, DATABASE_TIMEOUT};
 pub use routing::{
     blocking, Blocking, BoxFuture, RouteResult, Routing, RoutingError, SessionRoute,

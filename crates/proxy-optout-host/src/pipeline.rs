@@ -18,8 +18,9 @@ use crate::journal::{Journal, JournalError};
 use crate::ledger::Ledger;
 use crate::message::Message;
 use crate::metrics::Metrics;
+use crate::observer::{Leg, Observer, StatusReport};
 use crate::routing::Routing;
-use crate::sender::{Sender, SEND_ATTEMPTS};
+use crate::sender::{Outgoing, Sender, SEND_ATTEMPTS};
 use crate::webhook::{WebhookRequest, WebhookResponse, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
 
 /// How long the pipeline waits for the ledger or the routing before it treats the database
@@ -43,6 +44,7 @@ pub(crate) struct Inner {
     journal: Option<Journal>,
     send_attempts: u32,
     database_timeout: Duration,
+    observer: Option<Arc<dyn Observer>>,
     webhook_path: String,
     status_path: String,
     stop: CancellationToken,
@@ -76,6 +78,9 @@ impl Inner {
     }
     pub(crate) fn has_journal(&self) -> bool {
         self.journal.is_some()
+    }
+    pub(crate) fn observer(&self) -> Option<&dyn Observer> {
+        self.observer.as_deref()
     }
 }
 
@@ -185,6 +190,7 @@ pub struct PipelineBuilder {
     send_attempts: u32,
     database_timeout: Duration,
     metrics: Option<Arc<Metrics>>,
+    observer: Option<Arc<dyn Observer>>,
     webhook_path: String,
     status_path: String,
 }
@@ -321,6 +327,26 @@ impl PipelineBuilder {
         self
     }
 
+    /// An [`Observer`] told of each handled message and each reported status: where a host
+    /// keeps its message log (proxy-relay writes Proxy's Interactions there).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let l = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(proxy_optout_host::SqliteLedger::open(dir.path().join("o.db"))).unwrap();
+    /// use proxy_optout_host::{BoxFuture, Observer, Report};
+    /// struct Log;
+    /// impl Observer for Log {
+    ///     fn handled(&self, r: Report) -> BoxFuture<'_, ()> { println!("{}", r.outcome); Box::pin(async {}) }
+    /// }
+    /// let builder = proxy_optout_host::Pipeline::builder(l, |_: &str, _: &str| Ok(None), proxy_optout_host::LogSender)
+    ///     .observer(std::sync::Arc::new(Log));
+    /// # let _ = builder;
+    /// ```
+    pub fn observer(mut self, observer: Arc<dyn Observer>) -> Self {
+        self.observer = Some(observer);
+        self
+    }
+
     /// The paths the [`router`](Pipeline::router) and [`serve`](Pipeline::serve) answer on
     /// (default [`WEBHOOK_PATH`] and [`STATUS_CALLBACK_PATH`]), as Twilio posts them.
     ///
@@ -403,6 +429,7 @@ impl PipelineBuilder {
             journal,
             send_attempts: self.send_attempts,
             database_timeout: self.database_timeout,
+            observer: self.observer,
             webhook_path: self.webhook_path,
             status_path: self.status_path,
             stop: CancellationToken::new(),
@@ -722,7 +749,7 @@ impl Pipeline {
     /// # Ok(()) }
     /// ```
     pub async fn status_callback(&self, request: WebhookRequest<'_>) -> WebhookResponse {
-        let (sid, feedback) = {
+        let (sid, feedback, status) = {
             let form = match request.authenticate(&self.inner.validator, &self.inner.public_url) {
                 Ok(f) => f,
                 Err(refusal) => return self.refuse(&refusal),
@@ -738,7 +765,8 @@ impl Pipeline {
                 _ => None,
             };
             let sid = callback.message_sid().unwrap_or_default().to_owned();
-            (sid, feedback)
+            let status = StatusReport::new(&sid, callback.status(), callback.error_code());
+            (sid, feedback, status)
         };
         if let Some((from, to)) = feedback {
             if let Err(e) = handling::refused_later(&self.inner, &from, &to).await {
@@ -749,7 +777,38 @@ impl Pipeline {
                 "a status callback reported 21610; opt-out recorded"
             );
         }
+        if let (Some(observer), false) = (&self.inner.observer, sid.is_empty()) {
+            observer.status(status).await;
+        }
         WebhookResponse::twiml(EMPTY.to_owned())
+    }
+
+    /// Sends a message the host starts (not a relayed one: Proxy's MessageInteraction) under
+    /// the ledger's rules, at most once. To a recipient who opted out of `message.from` it is
+    /// refused with 21610 and never sent; a 21610 from the provider is recorded in the ledger.
+    /// `message.attempt` names the send for the provider's lookup.
+    ///
+    /// # Errors
+    ///
+    /// [`SendFailure`](crate::SendFailure): the ledger could not be read (nothing was sent),
+    /// or the provider gave no verdict.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?;
+    /// let sender = proxy_optout_host::MemorySender::new();
+    /// let p = proxy_optout_host::Pipeline::builder(ledger, |_: &str, _: &str| Ok(None), sender.clone())
+    ///     .auth_token("t").public_url("https://relay.example.com").start().await?;
+    /// let leg = p.send(&proxy_optout_host::Outgoing { from: "+1P".into(), to: "+1B".into(),
+    ///     body: "your driver is here".into(), attempt: "KI1".into() }).await?;
+    /// assert_eq!(leg.status, proxy_optout_host::LegStatus::Accepted);
+    /// assert_eq!(sender.sent().len(), 1);
+    /// # p.shutdown().await;
+    /// # Ok(()) }
+    /// ```
+    pub async fn send(&self, message: &Outgoing) -> Result<Leg, crate::SendFailure> {
+        handling::send(&self.inner, message).await
     }
 
     fn refuse(&self, refusal: &Refusal) -> WebhookResponse {
@@ -843,6 +902,7 @@ impl PipelineBuilder {
             send_attempts: SEND_ATTEMPTS,
             database_timeout: DATABASE_TIMEOUT,
             metrics: None,
+            observer: None,
             webhook_path: WEBHOOK_PATH.to_owned(),
             status_path: STATUS_CALLBACK_PATH.to_owned(),
         }

@@ -4,7 +4,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use proxy_optout_host::{Metrics, Pipeline};
-use sha2::{Digest, Sha256};
 
 use crate::backend::Db;
 use crate::config::Config;
@@ -19,7 +18,7 @@ use crate::config::Config;
 /// # let dir = tempfile::tempdir()?;
 /// # let db = dir.path().join("r.db");
 /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
 /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
 /// let server = proxy_relay::Server::start(&config, None).await?;
 /// let app: &proxy_relay::App = server.app();
@@ -30,8 +29,7 @@ use crate::config::Config;
 pub struct App {
     pipeline: Pipeline,
     db: Db,
-    admin_digest: [u8; 32],
-    pool: Arc<[String]>,
+    proxy: ProxyState,
     draining: AtomicBool,
     in_flight: Arc<tokio::sync::Semaphore>,
 }
@@ -42,24 +40,35 @@ impl std::fmt::Debug for App {
             .field("public_url", &self.pipeline.public_url())
             .field("database", &self.db.kind())
             .field("sender", &self.pipeline.sender().name())
-            .field("pool", &self.pool)
             .finish_non_exhaustive()
     }
 }
 
-/// A bearer token's digest: digests have one length, so comparing them in constant time says
-/// nothing about the token.
-pub(crate) fn digest(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
+/// What the Proxy API's handlers share.
+#[derive(Debug)]
+pub(crate) struct ProxyState {
+    pub(crate) sql: Arc<crate::backend::sql::Sql>,
+    pub(crate) ctx: crate::proxy::store::Ctx,
+    pub(crate) credentials: crate::proxy::Credentials,
 }
 
 impl App {
     pub(crate) fn new(config: &Config, db: Db, pipeline: Pipeline) -> App {
         App {
+            proxy: ProxyState {
+                sql: db.sql(),
+                ctx: crate::proxy::store::Ctx {
+                    base: pipeline.public_url().trim_end_matches('/').to_owned(),
+                    account: config.account_sid.clone(),
+                },
+                credentials: crate::proxy::Credentials::new(
+                    &config.account_sid,
+                    &config.auth_tokens,
+                    &config.api_keys,
+                ),
+            },
             pipeline,
             db,
-            admin_digest: digest(&config.admin_token),
-            pool: config.proxy_numbers.as_slice().into(),
             draining: AtomicBool::new(false),
             in_flight: Arc::new(tokio::sync::Semaphore::new(config.max_in_flight)),
         }
@@ -72,7 +81,7 @@ impl App {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert_eq!(server.app().metrics().messages("forwarded"), 0);
@@ -91,7 +100,7 @@ impl App {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// server.app().db().ping().await?;
@@ -110,7 +119,7 @@ impl App {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert_eq!(server.app().public_url(), server.url()); // no --public-url given
@@ -129,7 +138,7 @@ impl App {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert_eq!(server.app().pipeline().paths().0, proxy_relay::WEBHOOK_PATH);
@@ -141,12 +150,8 @@ impl App {
         &self.pipeline
     }
 
-    pub(crate) fn pool(&self) -> &[String] {
-        &self.pool
-    }
-
-    pub(crate) fn admin_digest(&self) -> &[u8; 32] {
-        &self.admin_digest
+    pub(crate) fn proxy(&self) -> &ProxyState {
+        &self.proxy
     }
 
     pub(crate) fn is_draining(&self) -> bool {
@@ -164,7 +169,7 @@ impl App {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert_eq!(server.app().journal_depth(), 0);

@@ -147,15 +147,14 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub auth_token: Vec<String>,
-    /// Bearer token for the admin API (at least 16 characters). Default: one generated for
-    /// this run and printed once.
+    /// How often expired sessions (Ttl, DateExpiry) are closed, in milliseconds.
     #[arg(
         long,
         global = true,
-        env = "PROXY_RELAY_ADMIN_TOKEN",
-        hide_env_values = true
+        env = "PROXY_RELAY_SESSION_SWEEP_MS",
+        default_value_t = 1000
     )]
-    pub admin_token: Option<String>,
+    pub session_sweep_ms: u64,
     /// The proxy number pool, comma-separated.
     #[arg(
         long,
@@ -295,7 +294,6 @@ impl std::fmt::Debug for ServeArgs {
             .field("database", &Database::parse(&self.database).redacted())
             .field("public_url", &self.public_url)
             .field("auth_token", &format!("{} token(s)", self.auth_token.len()))
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "***"))
             .field("proxy_numbers", &self.proxy_numbers)
             .field("mode", &self.mode)
             .field("sender", &self.sender)
@@ -333,7 +331,7 @@ pub enum SenderConfig {
 ///
 /// ```
 /// use clap::Parser;
-/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--auth-token", "t"]);
 /// let config = proxy_relay::Config::from_args(&cli.serve)?;
 /// assert_eq!(config.listen.port(), 8080);
 /// # Ok::<(), proxy_relay::ConfigError>(())
@@ -349,8 +347,13 @@ pub struct Config {
     pub public_url: Option<String>,
     /// Webhook signing tokens (the first also signs what the demo sends).
     pub auth_tokens: Vec<String>,
-    /// The admin bearer token.
-    pub admin_token: String,
+    /// The account SID the Proxy API plays (`--twilio-account-sid`, else one generated for
+    /// this run): clients authenticate with it and the auth token, as with Twilio.
+    pub account_sid: String,
+    /// API keys (SID, secret) the Proxy API also accepts (`--twilio-api-key`).
+    pub api_keys: Vec<(String, String)>,
+    /// How often expired sessions are closed.
+    pub session_sweep: Duration,
     /// Whether the tokens were generated for this run (and should be shown once).
     pub generated: Vec<&'static str>,
     /// The proxy number pool.
@@ -390,12 +393,10 @@ impl std::fmt::Debug for Config {
     }
 }
 
-/// The shortest admin token accepted.
-///
-/// ```
-/// assert_eq!(proxy_relay::MIN_ADMIN_TOKEN, 16);
-/// ```
-pub const MIN_ADMIN_TOKEN: usize = 16;
+/// Two letters and 32 hex digits.
+fn is_sid(sid: &str, prefix: &str) -> bool {
+    sid.len() == 34 && sid.starts_with(prefix) && sid[2..].bytes().all(|b| b.is_ascii_hexdigit())
+}
 
 fn random_token() -> String {
     uuid::Uuid::new_v4().simple().to_string()
@@ -410,9 +411,9 @@ impl Config {
     ///
     /// ```
     /// use clap::Parser;
-    /// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--admin-token", "short"]);
+    /// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--twilio-account-sid", "AC1"]);
     /// let err = proxy_relay::Config::from_args(&cli.serve).unwrap_err();
-    /// assert_eq!(err.setting, "admin-token");
+    /// assert_eq!(err.setting, "twilio-account-sid");
     /// ```
     pub fn from_args(args: &ServeArgs) -> Result<Config, ConfigError> {
         let listen = resolve(&args.listen)?;
@@ -438,21 +439,28 @@ impl Config {
             auth_tokens.push(random_token());
             generated.push("auth-token");
         }
-        let admin_token = match &args.admin_token {
-            Some(t) if t.chars().count() < MIN_ADMIN_TOKEN => {
+        let account_sid = match &args.twilio_account_sid {
+            Some(sid) if !is_sid(sid, "AC") => {
                 return Err(ConfigError::new(
-                    "admin-token",
-                    format!(
-                        "is {} characters; use at least {MIN_ADMIN_TOKEN}",
-                        t.chars().count()
-                    ),
+                    "twilio-account-sid",
+                    format!("{sid:?} is not an account SID (AC and 32 hex digits)"),
                 ))
             }
-            Some(t) => t.clone(),
+            Some(sid) => sid.clone(),
             None => {
-                generated.push("admin-token");
-                random_token()
+                generated.push("account-sid");
+                format!("AC{}", random_token())
             }
+        };
+        let api_keys = match (&args.twilio_api_key, &args.twilio_api_secret) {
+            (Some(k), _) if !is_sid(k, "SK") => {
+                return Err(ConfigError::new(
+                    "twilio-api-key",
+                    format!("{k:?} is not an API key SID (SK and 32 hex digits)"),
+                ))
+            }
+            (Some(k), Some(secret)) => vec![(k.clone(), secret.clone())],
+            _ => Vec::new(),
         };
         let mut proxy_numbers = Vec::with_capacity(args.proxy_numbers.len());
         for n in &args.proxy_numbers {
@@ -531,7 +539,9 @@ impl Config {
             database,
             public_url,
             auth_tokens,
-            admin_token,
+            account_sid,
+            api_keys,
+            session_sweep: Duration::from_millis(args.session_sweep_ms.max(10)),
             generated,
             proxy_numbers,
             mode: match args.mode {
@@ -615,7 +625,7 @@ fn check_public_url(url: &str) -> Result<String, ConfigError> {
 /// # let dir = tempfile::tempdir()?;
 /// # let db = dir.path().join("r.db");
 /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
 /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
 /// let sender = proxy_relay::sender_for(&config, "https://relay.example.com")?;
 /// assert_eq!(sender.name(), "log");

@@ -32,7 +32,7 @@
 //! let dir = tempfile::tempdir()?;
 //! let db = dir.path().join("relay.db");
 //! let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-//!     "--database", db.to_str().unwrap(), "--auth-token", "secret", "--admin-token", "0123456789abcdef"]);
+//!     "--database", db.to_str().unwrap(), "--auth-token", "secret"]);
 //! let config = proxy_relay::Config::from_args(&cli.serve)?;
 //! let server = proxy_relay::Server::start(&config, None).await?;
 //! assert!(server.url().starts_with("http://127.0.0.1:"));
@@ -47,16 +47,15 @@ mod app;
 mod backend;
 mod config;
 mod http;
+mod proxy;
 mod server;
 mod sessions;
 
 pub use app::App;
-pub use backend::{AdminError, Database, Db, DbError, SESSION_SCHEMA, SESSION_SCHEMA_VERSION};
+pub use backend::{Database, Db, DbError, SESSION_SCHEMA_VERSION};
 pub use config::{
     sender_for, Cli, Command, Config, ConfigError, ModeArg, SenderArg, SenderConfig, ServeArgs,
-    MIN_ADMIN_TOKEN,
 };
-pub use http::admin::MAX_LIST;
 pub use http::router;
 // The pipeline is `proxy-optout-host`'s; these are its types the server's API shows.
 pub use proxy_optout_host::{
@@ -65,10 +64,8 @@ pub use proxy_optout_host::{
     STATUS_CALLBACK_PATH, WEBHOOK_PATH,
 };
 pub use server::{webhook_urls, Server, StartError};
-pub use sessions::{
-    FieldError, NewParticipant, NewSession, Session, SessionParticipant, SessionStatus,
-    MAX_FRIENDLY_NAME,
-};
+pub use proxy::{ApiError, DEFAULT_SERVICE};
+pub use sessions::{Session, SessionParticipant};
 
 /// The crates whose types this one's API shows (`router` is axum's, `Cli` parses with clap,
 /// the pipeline is `proxy-optout-host`'s), re-exported so an embedding host uses exactly the

@@ -66,10 +66,10 @@ async fn serve(config: Config) -> ExitCode {
             config.auth_tokens[0]
         );
     }
-    if config.generated.contains(&"admin-token") {
+    if config.generated.contains(&"account-sid") {
         eprintln!(
-            "proxy-relay: no --admin-token given; this run's admin token: {}",
-            config.admin_token
+            "proxy-relay: no --twilio-account-sid given; the Proxy API's account for this run: {}",
+            config.account_sid
         );
     }
     println!("proxy-relay listening on {}", server.url());

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use proxy_optout_host::{Metrics, Pipeline, Sender};
 use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use tokio::task::JoinHandle;
 
 use crate::app::App;
@@ -48,7 +49,7 @@ pub enum StartError {
 /// # let dir = tempfile::tempdir()?;
 /// # let db = dir.path().join("r.db");
 /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
 /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
 /// let server = proxy_relay::Server::start(&config, None).await?;
 /// let health = reqwest::get(format!("{}/healthz", server.url())).await?;
@@ -62,6 +63,7 @@ pub struct Server {
     shutdown: Option<oneshot::Sender<()>>,
     serving: JoinHandle<std::io::Result<()>>,
     grace: Duration,
+    sweeping: (CancellationToken, JoinHandle<()>),
 }
 
 impl std::fmt::Debug for Server {
@@ -85,7 +87,7 @@ impl Server {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, Some(std::sync::Arc::new(proxy_relay::MemorySender::new()))).await?;
     /// # server.shutdown().await?;
@@ -114,14 +116,33 @@ impl Server {
             None => sender_for(config, &public_url)?,
         };
         let db = Db::open(&config.database, config.pg_pool_size).await?;
+        let seeded = {
+            let numbers = config.proxy_numbers.clone();
+            db.sql()
+                .run(move |tx| crate::proxy::store::seed(tx, crate::DEFAULT_SERVICE, &numbers))
+                .await
+        };
+        if let Err(e) = seeded {
+            db.close().await;
+            return Err(StartError::Config(crate::ConfigError::new(
+                "proxy-numbers",
+                e.message,
+            )));
+        }
+        let metrics = Arc::new(Metrics::with_prefix("proxy_relay"));
+        let interactions = Arc::new(crate::proxy::Interactions {
+            sql: db.sql(),
+            metrics: metrics.clone(),
+        });
         let pipeline = Pipeline::builder_shared(db.ledger().clone(), db.routing(), sender)
+            .observer(interactions)
             .auth_token(config.auth_tokens[0].clone())
             .public_url(public_url)
             .mode(config.mode)
             .journal(config.journal.clone())
             .send_attempts(config.send_attempts)
             .database_timeout(config.database_timeout)
-            .metrics(Arc::new(Metrics::with_prefix("proxy_relay")));
+            .metrics(metrics);
         let pipeline = config.auth_tokens[1..]
             .iter()
             .fold(pipeline, |p, t| p.auth_token(t.clone()));
@@ -145,6 +166,11 @@ impl Server {
             max_connections: config.max_connections,
         };
         let serving = tokio::spawn(serve(listener, router, limits, app.clone(), rx));
+        let stop = CancellationToken::new();
+        let sweeping = (
+            stop.clone(),
+            tokio::spawn(crate::proxy::sweep(app.db().sql(), config.session_sweep, stop)),
+        );
         tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), journal = %app.pipeline().journal_path().map(|p| p.display().to_string()).unwrap_or_default(), journaled = app.journal_depth(), sender = app.pipeline().sender().name(), mode = ?config.mode, "serving");
         let (inbound, status) = webhook_urls(app.public_url());
         tracing::info!(
@@ -158,6 +184,7 @@ impl Server {
             shutdown: Some(tx),
             serving,
             grace: config.shutdown_grace,
+            sweeping,
         })
     }
 
@@ -168,7 +195,7 @@ impl Server {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert!(server.addr().ip().is_loopback());
@@ -187,7 +214,7 @@ impl Server {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert_eq!(server.url(), format!("http://{}", server.addr()));
@@ -206,7 +233,7 @@ impl Server {
     /// # let dir = tempfile::tempdir()?;
     /// # let db = dir.path().join("r.db");
     /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    /// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// assert!(server.app().metrics().render().contains("proxy_relay_request_duration_seconds"));
@@ -234,7 +261,7 @@ impl Server {
     /// let dir = tempfile::tempdir()?;
     /// let db = dir.path().join("r.db");
     /// let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-    ///     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+    ///     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
     /// let config = proxy_relay::Config::from_args(&cli.serve)?;
     /// let server = proxy_relay::Server::start(&config, None).await?;
     /// let url = server.url();
@@ -262,6 +289,8 @@ impl Server {
         // Message tasks outlive their requests on purpose (a caller that hung up); the
         // pipeline waits for them too, within the same deadline, stops the journal's replay
         // (what is left stays journaled for the next start), and closes the database.
+        self.sweeping.0.cancel();
+        let _ = (&mut self.sweeping.1).await;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let finished = self.app.pipeline().shutdown_within(left).await;
         match (served, finished) {

@@ -1,5 +1,5 @@
 //! A client that plays Twilio against a running server: it signs and posts inbound-message
-//! webhooks and calls the admin API. The demo uses it; the tests and the load example include
+//! webhooks and calls the Proxy API (HTTP Basic, as Twilio's clients do). The demo uses it; the tests and the load example include
 //! this file (`#[path]`), so it is nobody's public API.
 #![allow(dead_code)]
 
@@ -10,7 +10,7 @@ use proxy_optout_twilio::{sign, Form};
 use proxy_relay::{Session, WEBHOOK_PATH};
 
 /// Plays Twilio against a running server: signs and posts inbound-message webhooks, and
-/// calls the admin API.
+/// calls the Proxy API.
 ///
 #[derive(Debug)]
 pub struct TwilioClient {
@@ -18,7 +18,7 @@ pub struct TwilioClient {
     base: String,
     public_url: String,
     auth_token: String,
-    admin_token: String,
+    account_sid: String,
     counter: AtomicU64,
 }
 
@@ -72,16 +72,16 @@ impl Answer {
 
 impl TwilioClient {
     /// A client for the server at `base` (where to connect) whose webhooks Twilio would sign
-    /// for `public_url`.
+    /// for `public_url`; it calls the Proxy API as `account_sid` with `auth_token`.
     ///
     #[must_use]
-    pub fn new(base: &str, public_url: &str, auth_token: &str, admin_token: &str) -> Self {
+    pub fn new(base: &str, public_url: &str, auth_token: &str, account_sid: &str) -> Self {
         TwilioClient {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
             public_url: public_url.trim_end_matches('/').to_owned(),
             auth_token: auth_token.to_owned(),
-            admin_token: admin_token.to_owned(),
+            account_sid: account_sid.to_owned(),
             counter: AtomicU64::new(0),
         }
     }
@@ -147,33 +147,73 @@ impl TwilioClient {
         self.post_form(WEBHOOK_PATH, &form, None).await
     }
 
-    /// Creates a session between `a` and `b` through the admin API.
+    /// A Proxy API call: `method` on `/v1/{path}` with form `fields`, authenticated.
     ///
     /// # Errors
     ///
-    /// The HTTP client's error, or the server's answer when it is not 201.
+    /// The HTTP client's error, or the server's answer when it is not 2xx.
+    pub async fn api(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        fields: &[(&str, &str)],
+    ) -> Result<serde_json::Value, Box<dyn std::error::Error + Send + Sync>> {
+        let request = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.base))
+            .basic_auth(&self.account_sid, Some(&self.auth_token));
+        let request = if fields.is_empty() {
+            request
+        } else {
+            request
+                .header("content-type", "application/x-www-form-urlencoded")
+                .body(Form::from_pairs(fields.iter().copied()).encode())
+        };
+        let response = request.send().await?;
+        let status = response.status().as_u16();
+        let text = response.text().await?;
+        if !(200..300).contains(&status) {
+            return Err(format!("{path} answered {status}: {text}").into());
+        }
+        Ok(if text.is_empty() {
+            serde_json::Value::Null
+        } else {
+            serde_json::from_str(&text)?
+        })
+    }
+
+    /// Creates a session between `a` and `b` in the `default` service (the one
+    /// `--proxy-numbers` seeds) through the Proxy API, and reads its participants back.
+    ///
+    /// # Errors
+    ///
+    /// The HTTP client's error, or the server's answer when it is not 2xx.
     pub async fn create_session(
         &self,
         unique_name: &str,
         a: &str,
         b: &str,
     ) -> Result<Session, Box<dyn std::error::Error + Send + Sync>> {
-        let response = self
-            .http
-            .post(format!("{}/v1/sessions", self.base))
-            .bearer_auth(&self.admin_token)
-            .json(&serde_json::json!({
-                "unique_name": unique_name,
-                "participants": [{"identifier": a}, {"identifier": b}],
-            }))
-            .send()
+        let pa = serde_json::json!({"Identifier": a}).to_string();
+        let pb = serde_json::json!({"Identifier": b}).to_string();
+        let created = self
+            .api(
+                reqwest::Method::POST,
+                "Services/default/Sessions",
+                &[("UniqueName", unique_name), ("Participants", &pa), ("Participants", &pb)],
+            )
             .await?;
-        let status = response.status().as_u16();
-        let text = response.text().await?;
-        if status != 201 {
-            return Err(format!("creating the session answered {status}: {text}").into());
-        }
-        Ok(serde_json::from_str(&text)?)
+        let mut session: Session = serde_json::from_value(created.clone())?;
+        let sid = created["sid"].as_str().unwrap_or_default();
+        let listed = self
+            .api(
+                reqwest::Method::GET,
+                &format!("Services/default/Sessions/{sid}/Participants"),
+                &[],
+            )
+            .await?;
+        session.participants = serde_json::from_value(listed["participants"].clone())?;
+        Ok(session)
     }
 
     /// The HTTP client (for calls this type has no helper for).

@@ -46,7 +46,7 @@ fn short(text: &str) -> String {
 pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let dir = tempfile::tempdir()?;
     let auth_token = uuid::Uuid::new_v4().simple().to_string();
-    let admin_token = uuid::Uuid::new_v4().simple().to_string();
+    let account_sid = format!("AC{}", uuid::Uuid::new_v4().simple());
     let mut config = Config::from_args(&{
         use clap::Parser;
         proxy_relay::Cli::parse_from([
@@ -55,8 +55,8 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
             "127.0.0.1:0",
             "--auth-token",
             &auth_token,
-            "--admin-token",
-            &admin_token,
+            "--twilio-account-sid",
+            &account_sid,
         ])
         .serve
     })?;
@@ -64,7 +64,7 @@ pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
     config.sender = SenderConfig::Log;
     let sender = Arc::new(MemorySender::new());
     let server = Server::start(&config, Some(sender.clone() as Arc<dyn Sender>)).await?;
-    play(&server, &config, &sender, &auth_token, &admin_token).await?;
+    play(&server, &config, &sender, &auth_token, &account_sid).await?;
     server.shutdown().await?;
     Ok(())
 }
@@ -74,10 +74,10 @@ async fn play(
     config: &Config,
     sender: &MemorySender,
     auth_token: &str,
-    admin_token: &str,
+    account_sid: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let url = server.url();
-    let client = TwilioClient::new(&url, &url, auth_token, admin_token);
+    let client = TwilioClient::new(&url, &url, auth_token, account_sid);
     println!(
         "proxy-relay demo: server on {url}, database {}",
         config.database.redacted()

@@ -13,7 +13,6 @@ use proxy_optout_twilio::MAX_FORM_BYTES;
 
 use crate::app::App;
 
-pub(crate) mod admin;
 pub(crate) mod error;
 pub(crate) mod ops;
 
@@ -24,7 +23,7 @@ pub(crate) mod ops;
 /// # let dir = tempfile::tempdir()?;
 /// # let db = dir.path().join("r.db");
 /// # let cli = <proxy_relay::Cli as clap::Parser>::parse_from(["proxy-relay", "--listen", "127.0.0.1:0",
-/// #     "--database", db.to_str().unwrap(), "--auth-token", "t", "--admin-token", "0123456789abcdef"]);
+/// #     "--database", db.to_str().unwrap(), "--auth-token", "t"]);
 /// # let config = proxy_relay::Config::from_args(&cli.serve)?;
 /// let server = proxy_relay::Server::start(&config, None).await?;
 /// let routes: axum::Router = proxy_relay::router(server.app().clone());
@@ -35,7 +34,7 @@ pub(crate) mod ops;
 pub fn router(app: Arc<App>) -> Router {
     Router::new()
         .merge(app.pipeline().router())
-        .merge(admin::routes(app.clone()))
+        .merge(crate::proxy::routes(app.clone()))
         .merge(ops::routes())
         .fallback(|request: Request| async move {
             error::not_found(request.method().as_str(), request.uri().path())
@@ -56,7 +55,7 @@ fn route_label(path: Option<&str>) -> &'static str {
         Some(crate::STATUS_CALLBACK_PATH) => "status_callback",
         Some("/healthz" | "/readyz") => "health",
         Some("/metrics") => "metrics",
-        Some(p) if p.starts_with("/v1/") => "admin",
+        Some(p) if p.starts_with("/v1/") => "proxy_api",
         _ => "other",
     }
 }
