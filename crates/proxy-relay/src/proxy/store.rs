@@ -1329,11 +1329,12 @@ pub(crate) fn record_relayed(tx: &mut dyn Tx, r: &Relayed) -> Result<(), DbError
              inbound_participant_sid, inbound_resource_sid, inbound_resource_status, inbound_resource_type,
              outbound_participant_sid, outbound_resource_sid, outbound_resource_status, outbound_resource_type,
              date_created, date_updated)
-         SELECT ?1, p.session_sid, p.service_sid, ?2, 'message',
-                p.sid, ?3, 'delivered', 'Message',
-                CASE WHEN ?4 IS NULL THEN NULL ELSE o.sid END, ?5, ?4,
-                CASE WHEN ?4 IS NULL THEN NULL ELSE 'Message' END,
-                ?6, ?6
+         SELECT CAST(?1 AS TEXT), p.session_sid, p.service_sid, CAST(?2 AS TEXT), 'message',
+                p.sid, CAST(?3 AS TEXT), 'delivered', 'Message',
+                CASE WHEN CAST(?4 AS TEXT) IS NULL THEN NULL ELSE o.sid END, CAST(?5 AS TEXT),
+                CAST(?4 AS TEXT),
+                CASE WHEN CAST(?4 AS TEXT) IS NULL THEN NULL ELSE 'Message' END,
+                CAST(?6 AS BIGINT), CAST(?6 AS BIGINT)
          FROM proxy_participants p
          LEFT JOIN proxy_participants o
            ON o.session_sid = p.session_sid AND o.sid <> p.sid AND o.date_deleted IS NULL

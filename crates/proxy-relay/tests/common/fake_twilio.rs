@@ -15,7 +15,6 @@ use proxy_optout_twilio::Form;
 use super::rfc2822;
 
 pub const AUTH_TOKEN: &str = "test-auth-token-12345";
-pub const ADMIN_TOKEN: &str = "admin-token-0123456789";
 pub const ACCOUNT_SID: &str = "AC0123456789abcdef0123456789abcdef";
 pub const API_KEY: &str = "SK0123456789abcdef0123456789abcdef";
 pub const API_SECRET: &str = "api-key-secret";

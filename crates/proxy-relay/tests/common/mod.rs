@@ -133,8 +133,8 @@ pub fn config(database: &str, extra: &[&str]) -> Config {
         database,
         "--auth-token",
         AUTH_TOKEN,
-        "--admin-token",
-        ADMIN_TOKEN,
+        "--twilio-account-sid",
+        ACCOUNT_SID,
     ];
     if let (Some(j), false) = (&journal, extra.contains(&"--journal")) {
         args.extend_from_slice(&["--journal", j]);
@@ -148,8 +148,6 @@ pub async fn start_with_twilio(database: &str, fake: &FakeTwilio, extra: &[&str]
     let mut args = vec![
         "--sender",
         "twilio",
-        "--twilio-account-sid",
-        ACCOUNT_SID,
         "--twilio-api-url",
         &fake.url,
     ];
@@ -161,7 +159,7 @@ pub async fn start_with_twilio(database: &str, fake: &FakeTwilio, extra: &[&str]
 }
 
 pub fn client(server: &Server) -> TwilioClient {
-    TwilioClient::new(&server.url(), &server.url(), AUTH_TOKEN, ADMIN_TOKEN)
+    TwilioClient::new(&server.url(), &server.url(), AUTH_TOKEN, ACCOUNT_SID)
 }
 
 /// A TCP proxy in front of the PostgreSQL server that can cut the database off: while cut it
