@@ -5,7 +5,6 @@
 //! statement driven to completion on the runtime, inside a transaction. Statements use
 //! SQLite's `?1` placeholders; PostgreSQL gets them as `$1`.
 
-use std::sync::Arc;
 
 use proxy_optout_host::SqliteLedger;
 use proxy_optout_postgres::tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
