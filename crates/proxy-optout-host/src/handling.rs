@@ -591,10 +591,7 @@ pub enum SendFailure {
 /// from the provider is recorded.
 pub(crate) async fn send(app: &Inner, out: &Outgoing) -> Result<Leg, SendFailure> {
     let key = app.core().key(&out.from, &out.to);
-    let state = app
-        .ledger()
-        .state(key.scope(), key.participant())
-        .await?;
+    let state = app.ledger().state(key.scope(), key.participant()).await?;
     let make = |sid, status| Leg {
         from: out.from.clone(),
         to: out.to.clone(),

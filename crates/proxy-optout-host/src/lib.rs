@@ -115,12 +115,12 @@ mod webhook;
 #[cfg(feature = "axum")]
 pub use crate::axum::TwilioWebhook;
 pub use error::Refusal;
+pub use handling::SendFailure;
 pub use journal::JournalError;
 pub use ledger::{
     Colocated, Ledger, LedgerError, PgLedger, PgRouting, SqliteLedger, SqliteRouting,
 };
 pub use message::Message;
-pub use handling::SendFailure;
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
 pub use observer::{Leg, LegStatus, Observer, Report, StatusReport};
 pub use pipeline::{BuildError, Pipeline, PipelineBuilder, DATABASE_TIMEOUT};

@@ -58,13 +58,13 @@ pub use config::{
 };
 pub use http::router;
 // The pipeline is `proxy-optout-host`'s; these are its types the server's API shows.
+pub use proxy::{ApiError, DEFAULT_SERVICE};
 pub use proxy_optout_host::{
     JournalError, LogSender, MemorySender, Metrics, Outgoing, Pipeline, SendError, SendFuture,
     Sender, Sent, SessionRoute, TwilioSender, LATENCY_BUCKETS, ROUTES, SEND_ATTEMPTS, SEND_TIMEOUT,
     STATUS_CALLBACK_PATH, WEBHOOK_PATH,
 };
 pub use server::{webhook_urls, Server, StartError};
-pub use proxy::{ApiError, DEFAULT_SERVICE};
 pub use sessions::{Session, SessionParticipant};
 
 /// The crates whose types this one's API shows (`router` is axum's, `Cli` parses with clap,

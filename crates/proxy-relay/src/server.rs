@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use proxy_optout_host::{Metrics, Pipeline, Sender};
 use tokio::sync::oneshot;
-use tokio_util::sync::CancellationToken;
 use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::backend::{Db, DbError};
@@ -169,7 +169,11 @@ impl Server {
         let stop = CancellationToken::new();
         let sweeping = (
             stop.clone(),
-            tokio::spawn(crate::proxy::sweep(app.db().sql(), config.session_sweep, stop)),
+            tokio::spawn(crate::proxy::sweep(
+                app.db().sql(),
+                config.session_sweep,
+                stop,
+            )),
         );
         tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), journal = %app.pipeline().journal_path().map(|p| p.display().to_string()).unwrap_or_default(), journaled = app.journal_depth(), sender = app.pipeline().sender().name(), mode = ?config.mode, "serving");
         let (inbound, status) = webhook_urls(app.public_url());

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::client::TwilioClient;
 use common::{
-    client, config, on_each_database, start_with_twilio, FakeTwilio, TestDb, ADMIN_TOKEN,
+    client, config, on_each_database, start_with_twilio, FakeTwilio, TestDb, ACCOUNT_SID,
     AUTH_TOKEN,
 };
 use proxy_optout::OptState;
@@ -21,8 +21,6 @@ on_each_database!(
     conversation,
     a_redelivered_webhook_gets_the_same_answer_and_sends_nothing_twice,
     forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing,
-    admin_calls_without_the_right_token_get_401_and_change_nothing,
-    the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields,
     oversized_and_mistyped_webhooks_are_refused_in_the_servers_words,
     a_store_outage_journals_and_confirms_and_forwards_nothing_until_it_is_back,
     sends_whose_fate_is_unknown_are_looked_up_and_journaled_when_they_run_out,
@@ -47,9 +45,10 @@ async fn snapshot(server: &Server) -> Vec<i64> {
     for q in [
         "SELECT count(*) FROM processed_messages",
         "SELECT count(*) FROM opt_out_ledger",
-        "SELECT count(*) FROM relay_sessions",
-        "SELECT count(*) FROM relay_sessions WHERE status = 'open'",
-        "SELECT count(*) FROM relay_participants WHERE active = 1",
+        "SELECT count(*) FROM proxy_services",
+        "SELECT count(*) FROM proxy_sessions",
+        "SELECT count(*) FROM proxy_sessions WHERE status IN ('open', 'in-progress')",
+        "SELECT count(*) FROM proxy_participants WHERE active = 1",
     ] {
         counts.push(server.app().db().scalar(q).await.unwrap());
     }
@@ -295,202 +294,6 @@ async fn forged_tampered_unsigned_and_wrong_url_webhooks_change_nothing(db: &Tes
     server.shutdown().await.unwrap();
 }
 
-async fn admin_calls_without_the_right_token_get_401_and_change_nothing(db: &TestDb) {
-    let fake = FakeTwilio::start().await;
-    let (server, c) = server_on(db, &fake).await;
-    let s = c.create_session("r", RIDER, DRIVER).await.unwrap();
-    let before = snapshot(&server).await;
-    let base = server.url();
-    let body = serde_json::json!({"participants": [{"identifier": "+1555000"}, {"identifier": "+1555001"}]});
-    let near_miss = format!("{}x", ADMIN_TOKEN);
-    let headers: [Option<String>; 5] = [
-        None,
-        Some("Bearer wrong-token-0123456789".into()),
-        Some(format!("Bearer {near_miss}")),
-        Some(format!("Basic {ADMIN_TOKEN}")),
-        Some(ADMIN_TOKEN.to_owned()),
-    ];
-    for h in &headers {
-        let calls = [
-            c.http().post(format!("{base}/v1/sessions")).json(&body),
-            c.http().get(format!("{base}/v1/sessions")),
-            c.http().get(format!("{base}/v1/sessions/{}", s.sid)),
-            c.http().post(format!("{base}/v1/sessions/{}/close", s.sid)),
-            c.http().delete(format!("{base}/v1/sessions/{}", s.sid)),
-        ];
-        for call in calls {
-            let call = match h {
-                Some(v) => call.header("authorization", v),
-                None => call,
-            };
-            let r = call.send().await.unwrap();
-            assert_eq!(r.status().as_u16(), 401, "{h:?}");
-            assert_eq!(r.headers()["www-authenticate"], "Bearer");
-            let text = r.text().await.unwrap();
-            assert!(!text.contains(ADMIN_TOKEN), "the token is never echoed");
-        }
-    }
-    assert_eq!(snapshot(&server).await, before);
-    server.shutdown().await.unwrap();
-}
-
-async fn admin(
-    c: &TwilioClient,
-    method: reqwest::Method,
-    url: &str,
-    body: Option<serde_json::Value>,
-) -> (u16, serde_json::Value) {
-    let mut req = c.http().request(method, url).bearer_auth(ADMIN_TOKEN);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let r = req.send().await.unwrap();
-    let status = r.status().as_u16();
-    (status, r.json().await.unwrap_or(serde_json::Value::Null))
-}
-
-async fn the_admin_api_creates_reads_lists_and_closes_sessions_and_names_bad_fields(db: &TestDb) {
-    let server = Server::start(
-        &config(&db.url(), &["--proxy-numbers", "+15550000100,+15550000101"]),
-        None,
-    )
-    .await
-    .unwrap();
-    let c = client(&server);
-    let base = format!("{}/v1/sessions", server.url());
-    let post = reqwest::Method::POST;
-    let pair = |a: &str, b: &str| serde_json::json!({"participants": [{"identifier": a, "friendly_name": "rider"}, {"identifier": b}]});
-
-    let (st, s1) = admin(&c, post.clone(), &base, Some(pair(RIDER, DRIVER))).await;
-    assert_eq!(st, 201);
-    let sid = s1["sid"].as_str().unwrap().to_owned();
-    assert!(sid.starts_with("KS") && sid.len() == 34);
-    assert_eq!(s1["status"], "open");
-    assert_eq!(s1["participants"][0]["friendly_name"], "rider");
-    // The same rider again gets the next pool number; a third time, the pool is exhausted.
-    let (st, s2) = admin(&c, post.clone(), &base, Some(pair(RIDER, "+15553330003"))).await;
-    assert_eq!(st, 201);
-    assert_eq!(s2["participants"][0]["proxy_identifier"], "+15550000101");
-    let (st, e) = admin(&c, post.clone(), &base, Some(pair(RIDER, "+15554440004"))).await;
-    assert_eq!(st, 409);
-    assert_eq!(e["error"]["field"], "participants[0].identifier");
-
-    let (st, got) = admin(&c, reqwest::Method::GET, &format!("{base}/{sid}"), None).await;
-    assert_eq!((st, &got), (200, &s1));
-    let (st, list) = admin(
-        &c,
-        reqwest::Method::GET,
-        &format!("{base}?status=open&limit=10"),
-        None,
-    )
-    .await;
-    assert_eq!(st, 200);
-    assert_eq!(list["sessions"].as_array().unwrap().len(), 2);
-
-    // Closing frees the pair: messages are out of session, the number can be given again.
-    let (st, closed) = admin(&c, post.clone(), &format!("{base}/{sid}/close"), None).await;
-    assert_eq!((st, closed["status"].as_str()), (200, Some("closed")));
-    assert!(closed["closed_at_ms"].as_i64().is_some());
-    let a = c.message(RIDER, "+15550000100", "hello?").await.unwrap();
-    assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
-    let (st, list) = admin(
-        &c,
-        reqwest::Method::GET,
-        &format!("{base}?status=closed"),
-        None,
-    )
-    .await;
-    assert_eq!((st, list["sessions"].as_array().unwrap().len()), (200, 1));
-    let (st, s3) = admin(&c, post.clone(), &base, Some(pair(RIDER, "+15554440004"))).await;
-    assert_eq!(
-        (st, s3["participants"][0]["proxy_identifier"].as_str()),
-        (201, Some("+15550000100"))
-    );
-
-    // Unknown sessions: 404 naming the id.
-    for (m, u) in [
-        (reqwest::Method::GET, format!("{base}/KSnope")),
-        (post.clone(), format!("{base}/KSnope/close")),
-        (reqwest::Method::DELETE, format!("{base}/KSnope")),
-    ] {
-        let (st, e) = admin(&c, m, &u, None).await;
-        assert_eq!(st, 404);
-        assert!(e["error"]["message"].as_str().unwrap().contains("KSnope"));
-    }
-
-    // Bad requests: 400 naming the field.
-    let cases = [
-        (
-            serde_json::json!({"participants": [{"identifier": RIDER}]}),
-            "participants",
-        ),
-        (
-            serde_json::json!({"participants": [{"identifier": RIDER}, {"identifier": " +1555"}]}),
-            "participants[1].identifier",
-        ),
-        (
-            serde_json::json!({"participants": [{"identifier": RIDER}, {"identifier": RIDER}]}),
-            "participants[1].identifier",
-        ),
-        (
-            serde_json::json!({"participants": [{"identifier": RIDER}, {"identifier": "+1666", "proxy_identifier": "+19999"}]}),
-            "participants[1].proxy_identifier",
-        ),
-        (
-            serde_json::json!({"participants": [], "colour": "red"}),
-            "colour",
-        ),
-        (serde_json::json!({"unique_name": "x"}), "participants"),
-        (
-            serde_json::json!({"unique_name": "", "participants": [{"identifier": "+1a"}, {"identifier": "+1b"}]}),
-            "unique_name",
-        ),
-    ];
-    let before = snapshot(&server).await;
-    for (body, field) in cases {
-        let (st, e) = admin(&c, post.clone(), &base, Some(body.clone())).await;
-        assert_eq!(st, 400, "{body}");
-        assert_eq!(e["error"]["field"], field, "{body}: {e}");
-    }
-    let (st, _) = admin(&c, reqwest::Method::GET, &format!("{base}?limit=0"), None).await;
-    assert_eq!(st, 400);
-    let (st, e) = admin(
-        &c,
-        reqwest::Method::GET,
-        &format!("{base}?status=pending"),
-        None,
-    )
-    .await;
-    assert_eq!((st, e["error"]["field"].as_str()), (400, Some("status")));
-    // A name taken: 409.
-    let named = serde_json::json!({"unique_name": "ride-9", "participants": [{"identifier": "+1a"}, {"identifier": "+1b"}]});
-    assert_eq!(
-        admin(&c, post.clone(), &base, Some(named.clone())).await.0,
-        201
-    );
-    let (st, e) = admin(&c, post.clone(), &base, Some(named)).await;
-    assert_eq!(
-        (st, e["error"]["field"].as_str()),
-        (409, Some("unique_name"))
-    );
-    // Not JSON: 415.
-    let r = c
-        .http()
-        .post(&base)
-        .bearer_auth(ADMIN_TOKEN)
-        .body("participants=2")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status().as_u16(), 415);
-    assert_eq!(
-        snapshot(&server).await[2],
-        before[2] + 1,
-        "only the named session was created"
-    );
-    server.shutdown().await.unwrap();
-}
-
 async fn oversized_and_mistyped_webhooks_are_refused_in_the_servers_words(db: &TestDb) {
     let fake = FakeTwilio::start().await;
     let (server, c) = server_on(db, &fake).await;
@@ -564,19 +367,18 @@ async fn oversized_and_mistyped_webhooks_are_refused_in_the_servers_words(db: &T
     let r = c.http().get(&url).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 405);
     assert_eq!(r.text().await.unwrap(), "/twilio/sms does not take GET\n");
-    // The admin API refuses an oversized body in its own JSON.
+    // The Proxy API refuses an oversized body too, and creates nothing.
     let r = c
         .http()
-        .post(format!("{}/v1/sessions", server.url()))
-        .bearer_auth(ADMIN_TOKEN)
-        .header("content-type", "application/json")
-        .body(format!("{{\"x\": \"{}\"}}", "a".repeat(70 * 1024)))
+        .post(format!("{}/v1/Services", server.url()))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("UniqueName={}", "a".repeat(70 * 1024)))
         .send()
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 413);
-    let e: serde_json::Value = r.json().await.unwrap();
-    assert_eq!(e["error"]["field"], "body");
+    assert_eq!(snapshot(&server).await, before);
     server.shutdown().await.unwrap();
 }
 
@@ -817,7 +619,7 @@ async fn health_readiness_and_metrics_answer_without_a_token(db: &TestDb) {
         "proxy_relay_refusals_21610_total{source=\"ledger\"} 1",
         "proxy_relay_notices_total{code=\"80901\"} 1",
         "proxy_relay_request_duration_seconds_count{route=\"webhook\"} 2",
-        "proxy_relay_request_duration_seconds_count{route=\"admin\"} 1",
+        "proxy_relay_request_duration_seconds_count{route=\"admin\"} 2",
     ] {
         assert!(text.contains(line), "{line} missing from\n{text}");
     }
@@ -919,7 +721,7 @@ async fn the_floor_server_checks_signatures_like_the_relay() {
     let url = format!("http://{}", listener.local_addr().unwrap());
     let router = common::load::floor_router(AUTH_TOKEN, &url);
     tokio::spawn(async move { axum::serve(listener, router).await });
-    let c = TwilioClient::new(&url, &url, AUTH_TOKEN, ADMIN_TOKEN);
+    let c = TwilioClient::new(&url, &url, AUTH_TOKEN, ACCOUNT_SID);
     let a = c.message("+1A", "+1P", "STOP").await.unwrap();
     assert_eq!((a.status, a.body.as_str()), (200, EMPTY));
     let form = c.message_form("SM1", "+1A", "+1P", "hi");

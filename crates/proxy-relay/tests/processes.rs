@@ -8,7 +8,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::client::TwilioClient;
-use common::{FakeTwilio, ACCOUNT_SID, ADMIN_TOKEN, AUTH_TOKEN};
+use common::{FakeTwilio, ACCOUNT_SID, AUTH_TOKEN};
 use proxy_optout::{LedgerKey, OptOutStore, OptState};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
@@ -28,7 +28,12 @@ impl Proc {
         let mut child = Command::new(env!("CARGO_BIN_EXE_proxy-relay"))
             .args(first)
             .args(["--listen", listen, "--database", database])
-            .args(["--auth-token", AUTH_TOKEN, "--admin-token", ADMIN_TOKEN])
+            .args([
+                "--auth-token",
+                AUTH_TOKEN,
+                "--twilio-account-sid",
+                ACCOUNT_SID,
+            ])
             .args(extra)
             .env(
                 "RUST_LOG",
@@ -54,7 +59,7 @@ impl Proc {
     }
 
     fn client(&self) -> TwilioClient {
-        TwilioClient::new(&self.url, &self.url, AUTH_TOKEN, ADMIN_TOKEN)
+        TwilioClient::new(&self.url, &self.url, AUTH_TOKEN, ACCOUNT_SID)
     }
 
     fn signal(&self, name: &str) {
@@ -470,8 +475,8 @@ async fn two_processes_share_one_postgres_database() {
         let (ua, ub) = (a.url.clone(), b.url.clone());
         tasks.push(tokio::spawn(async move {
             let clients = [
-                TwilioClient::new(&ua, &ua, AUTH_TOKEN, ADMIN_TOKEN),
-                TwilioClient::new(&ub, &ub, AUTH_TOKEN, ADMIN_TOKEN),
+                TwilioClient::new(&ua, &ua, AUTH_TOKEN, ACCOUNT_SID),
+                TwilioClient::new(&ub, &ub, AUTH_TOKEN, ACCOUNT_SID),
             ];
             let mut last = OptState::OptedIn;
             for n in 0..12usize {
@@ -526,7 +531,10 @@ fn a_bad_configuration_fails_at_start_with_one_line_naming_the_setting() {
             &["--public-url", "https://relay.example.com/?x=1"],
             "--public-url: ",
         ),
-        (&["--admin-token", "short"], "--admin-token: "),
+        (
+            &["--twilio-api-key", "nope", "--twilio-api-secret", "s"],
+            "--twilio-api-key: ",
+        ),
         (
             &["--proxy-numbers", "+15550001,+15550001"],
             "--proxy-numbers: ",
@@ -545,7 +553,6 @@ fn a_bad_configuration_fails_at_start_with_one_line_naming_the_setting() {
             .env("PROXY_RELAY_LISTEN", "127.0.0.1:0")
             .env("PROXY_RELAY_DATABASE", db)
             .env("TWILIO_AUTH_TOKEN", AUTH_TOKEN)
-            .env("PROXY_RELAY_ADMIN_TOKEN", ADMIN_TOKEN)
             .env("RUST_LOG", "off")
             .args(args)
             .stdout(Stdio::null())
@@ -561,10 +568,7 @@ fn a_bad_configuration_fails_at_start_with_one_line_naming_the_setting() {
             lines[0].starts_with(&format!("proxy-relay: {prefix}")),
             "{args:?}: {stderr}"
         );
-        assert!(
-            !stderr.contains(ADMIN_TOKEN) && !stderr.contains(AUTH_TOKEN),
-            "no secret in {stderr}"
-        );
+        assert!(!stderr.contains(AUTH_TOKEN), "no secret in {stderr}");
     }
 }
 

@@ -48,8 +48,17 @@ async fn scenario(db: &TestDb, program: &str, script: &str) {
     // out; the STOPs, the refused message and the refused MessageInteraction did not.
     let sent = sender.sent();
     let bodies: Vec<&str> = sent.iter().map(|m| m.body.as_str()).collect();
-    for expected in ["on my way", "see you soon", "START", "thanks", "your driver is here"] {
-        assert!(bodies.contains(&expected), "{expected:?} not sent: {bodies:?}");
+    for expected in [
+        "on my way",
+        "see you soon",
+        "START",
+        "thanks",
+        "your driver is here",
+    ] {
+        assert!(
+            bodies.contains(&expected),
+            "{expected:?} not sent: {bodies:?}"
+        );
     }
     for never in ["STOP", "are you there?", "rate your ride"] {
         assert!(!bodies.contains(&never), "{never:?} was sent: {bodies:?}");
@@ -60,7 +69,12 @@ async fn scenario(db: &TestDb, program: &str, script: &str) {
         .find(|m| m.body == "your driver is here")
         .unwrap();
     assert_eq!(
-        server.app().db().state(&to_rider.from, &to_rider.to).await.unwrap(),
+        server
+            .app()
+            .db()
+            .state(&to_rider.from, &to_rider.to)
+            .await
+            .unwrap(),
         OptState::OptedOut
     );
     server.shutdown().await.unwrap();

@@ -20,7 +20,7 @@ use generator::{closed_loop, floor_router, open_loop, prepare, Stats};
 use proxy_relay::{Config, Server};
 
 const AUTH: &str = "load-test-auth-token";
-const ADMIN: &str = "load-test-admin-token";
+const ACCOUNT: &str = "AC00000000000000000000000000000000";
 
 struct Args {
     requests: usize,
@@ -146,7 +146,7 @@ fn main() {
             .unwrap();
         let url = server.url();
         load.block_on(async {
-            let c = client::TwilioClient::new(&url, &url, AUTH, ADMIN);
+            let c = client::TwilioClient::new(&url, &url, AUTH, ACCOUNT);
             let mut riders = Vec::new();
             let mut drivers = Vec::new();
             for (k, ((rider, _), (driver, _))) in pairs.riders.iter().zip(&pairs.drivers).enumerate() {
@@ -214,8 +214,8 @@ fn config(database: &str, journal: &std::path::Path) -> Config {
         journal.to_str().unwrap(),
         "--auth-token",
         AUTH,
-        "--admin-token",
-        ADMIN,
+        "--twilio-account-sid",
+        ACCOUNT,
     ]);
     Config::from_args(&cli.serve).unwrap()
 }

@@ -313,8 +313,9 @@ impl Db {
         let sql = sql.to_owned();
         self.sql
             .run(move |tx| {
+                // As queries: a PRAGMA answers with a row even when it sets something.
                 for statement in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-                    tx.execute(statement, &[])?;
+                    tx.query(statement, &[])?;
                 }
                 Ok(())
             })

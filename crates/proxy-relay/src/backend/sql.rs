@@ -5,7 +5,6 @@
 //! statement driven to completion on the runtime, inside a transaction. Statements use
 //! SQLite's `?1` placeholders; PostgreSQL gets them as `$1`.
 
-
 use proxy_optout_host::SqliteLedger;
 use proxy_optout_postgres::tokio_postgres::types::{to_sql_checked, IsNull, ToSql, Type};
 use proxy_optout_postgres::PgStore;
@@ -249,7 +248,8 @@ fn pg_row(row: &proxy_optout_postgres::tokio_postgres::Row) -> Result<Row, DbErr
         .map(|i| {
             let ty = row.columns()[i].type_();
             Ok(if *ty == Type::INT8 {
-                row.try_get::<_, Option<i64>>(i)?.map_or(Val::Null, Val::Int)
+                row.try_get::<_, Option<i64>>(i)?
+                    .map_or(Val::Null, Val::Int)
             } else if *ty == Type::INT4 {
                 row.try_get::<_, Option<i32>>(i)?
                     .map_or(Val::Null, |n| Val::Int(n.into()))
@@ -292,4 +292,3 @@ impl Tx for Pg<'_> {
         Ok(())
     }
 }
-

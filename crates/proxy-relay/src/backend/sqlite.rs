@@ -48,7 +48,11 @@ pub(super) async fn open(path: PathBuf) -> Result<(Sql, Ledger, Arc<dyn Routing>
     }
     // The session lookup runs on the ledger's thread, inside the decision's job.
     let routing = ledger.routing(|store, from, to| route(store, from, to).map_err(routing_error));
-    Ok((Sql::Sqlite(ledger.clone()), ledger.into(), Arc::new(routing)))
+    Ok((
+        Sql::Sqlite(ledger.clone()),
+        ledger.into(),
+        Arc::new(routing),
+    ))
 }
 
 fn route(store: &SqliteStore, from: &str, to: &str) -> Result<Option<SessionRoute>, DbError> {

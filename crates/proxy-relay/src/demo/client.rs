@@ -200,7 +200,11 @@ impl TwilioClient {
             .api(
                 reqwest::Method::POST,
                 "Services/default/Sessions",
-                &[("UniqueName", unique_name), ("Participants", &pa), ("Participants", &pb)],
+                &[
+                    ("UniqueName", unique_name),
+                    ("Participants", &pa),
+                    ("Participants", &pb),
+                ],
             )
             .await?;
         let mut session: Session = serde_json::from_value(created.clone())?;

@@ -55,7 +55,7 @@ fn route_label(path: Option<&str>) -> &'static str {
         Some(crate::STATUS_CALLBACK_PATH) => "status_callback",
         Some("/healthz" | "/readyz") => "health",
         Some("/metrics") => "metrics",
-        Some(p) if p.starts_with("/v1/") => "proxy_api",
+        Some(p) if p.starts_with("/v1/") => "admin",
         _ => "other",
     }
 }

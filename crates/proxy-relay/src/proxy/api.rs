@@ -32,14 +32,30 @@ pub(crate) fn routes(app: Arc<App>) -> Router<Arc<App>> {
     let p = "/v1/Services/{service}/Sessions/{session}/Participants/{participant}";
     Router::new()
         .route("/v1/Services", get(list_services).post(create_service))
-        .route(s, get(fetch_service).post(update_service).delete(delete_service))
-        .route(&format!("{s}/PhoneNumbers"), get(list_numbers).post(add_number))
+        .route(
+            s,
+            get(fetch_service)
+                .post(update_service)
+                .delete(delete_service),
+        )
+        .route(
+            &format!("{s}/PhoneNumbers"),
+            get(list_numbers).post(add_number),
+        )
         .route(
             &format!("{s}/PhoneNumbers/{{number}}"),
             get(fetch_number).post(update_number).delete(remove_number),
         )
-        .route(&format!("{s}/Sessions"), get(list_sessions).post(create_session))
-        .route(c, get(fetch_session).post(update_session).delete(delete_session))
+        .route(
+            &format!("{s}/Sessions"),
+            get(list_sessions).post(create_session),
+        )
+        .route(
+            c,
+            get(fetch_session)
+                .post(update_session)
+                .delete(delete_session),
+        )
         .route(
             &format!("{c}/Participants"),
             get(list_participants).post(create_participant),
@@ -121,7 +137,9 @@ fn page_req(query: Option<&str>) -> Result<PageReq, ApiError> {
         .map(|t| {
             t.strip_prefix("PT")
                 .and_then(|n| n.parse::<i64>().ok())
-                .ok_or_else(|| ApiError::invalid(format!("PageToken {t:?} is not one this server gave")))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!("PageToken {t:?} is not one this server gave"))
+                })
         })
         .transpose()?;
     Ok(PageReq {
@@ -179,7 +197,11 @@ async fn delete_service(State(app): State<Arc<App>>, Path(s): Path<String>) -> A
     deleted(with(&app, move |tx, _| store::delete_service(tx, &s)).await?)
 }
 
-async fn list_numbers(State(app): State<Arc<App>>, Path(s): Path<String>, uri: OriginalUri) -> Answer {
+async fn list_numbers(
+    State(app): State<Arc<App>>,
+    Path(s): Path<String>,
+    uri: OriginalUri,
+) -> Answer {
     let req = page_req(uri.query())?;
     let page = with(&app, move |tx, ctx| store::list_numbers(tx, ctx, &s, req)).await?;
     envelope(&app, &uri, "phone_numbers", req, page)
@@ -200,14 +222,24 @@ async fn update_number(
     body: Bytes,
 ) -> Answer {
     let f = fields(&body)?;
-    ok(with(&app, move |tx, ctx| store::update_number(tx, ctx, &s, &n, &f)).await?)
+    ok(with(&app, move |tx, ctx| {
+        store::update_number(tx, ctx, &s, &n, &f)
+    })
+    .await?)
 }
 
-async fn remove_number(State(app): State<Arc<App>>, Path((s, n)): Path<(String, String)>) -> Answer {
+async fn remove_number(
+    State(app): State<Arc<App>>,
+    Path((s, n)): Path<(String, String)>,
+) -> Answer {
     deleted(with(&app, move |tx, _| store::remove_number(tx, &s, &n)).await?)
 }
 
-async fn list_sessions(State(app): State<Arc<App>>, Path(s): Path<String>, uri: OriginalUri) -> Answer {
+async fn list_sessions(
+    State(app): State<Arc<App>>,
+    Path(s): Path<String>,
+    uri: OriginalUri,
+) -> Answer {
     let req = page_req(uri.query())?;
     let page = with(&app, move |tx, ctx| store::list_sessions(tx, ctx, &s, req)).await?;
     envelope(&app, &uri, "sessions", req, page)
@@ -218,7 +250,10 @@ async fn create_session(State(app): State<Arc<App>>, Path(s): Path<String>, body
     created(with(&app, move |tx, ctx| store::create_session(tx, ctx, &s, &f)).await?)
 }
 
-async fn fetch_session(State(app): State<Arc<App>>, Path((s, c)): Path<(String, String)>) -> Answer {
+async fn fetch_session(
+    State(app): State<Arc<App>>,
+    Path((s, c)): Path<(String, String)>,
+) -> Answer {
     ok(with(&app, move |tx, ctx| store::fetch_session(tx, ctx, &s, &c)).await?)
 }
 
@@ -228,10 +263,16 @@ async fn update_session(
     body: Bytes,
 ) -> Answer {
     let f = fields(&body)?;
-    ok(with(&app, move |tx, ctx| store::update_session(tx, ctx, &s, &c, &f)).await?)
+    ok(with(&app, move |tx, ctx| {
+        store::update_session(tx, ctx, &s, &c, &f)
+    })
+    .await?)
 }
 
-async fn delete_session(State(app): State<Arc<App>>, Path((s, c)): Path<(String, String)>) -> Answer {
+async fn delete_session(
+    State(app): State<Arc<App>>,
+    Path((s, c)): Path<(String, String)>,
+) -> Answer {
     deleted(with(&app, move |tx, _| store::delete_session(tx, &s, &c)).await?)
 }
 
@@ -241,7 +282,10 @@ async fn list_participants(
     uri: OriginalUri,
 ) -> Answer {
     let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| store::list_participants(tx, ctx, &s, &c, req)).await?;
+    let page = with(&app, move |tx, ctx| {
+        store::list_participants(tx, ctx, &s, &c, req)
+    })
+    .await?;
     envelope(&app, &uri, "participants", req, page)
 }
 
@@ -251,14 +295,22 @@ async fn create_participant(
     body: Bytes,
 ) -> Answer {
     let f = fields(&body)?;
-    created(with(&app, move |tx, ctx| store::create_participant(tx, ctx, &s, &c, &f)).await?)
+    created(
+        with(&app, move |tx, ctx| {
+            store::create_participant(tx, ctx, &s, &c, &f)
+        })
+        .await?,
+    )
 }
 
 async fn fetch_participant(
     State(app): State<Arc<App>>,
     Path((s, c, p)): Path<(String, String, String)>,
 ) -> Answer {
-    ok(with(&app, move |tx, ctx| store::fetch_participant(tx, ctx, &s, &c, &p)).await?)
+    ok(with(&app, move |tx, ctx| {
+        store::fetch_participant(tx, ctx, &s, &c, &p)
+    })
+    .await?)
 }
 
 async fn delete_participant(
@@ -274,7 +326,10 @@ async fn list_interactions(
     uri: OriginalUri,
 ) -> Answer {
     let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| store::list_interactions(tx, ctx, &s, &c, req)).await?;
+    let page = with(&app, move |tx, ctx| {
+        store::list_interactions(tx, ctx, &s, &c, req)
+    })
+    .await?;
     envelope(&app, &uri, "interactions", req, page)
 }
 
@@ -282,7 +337,10 @@ async fn fetch_interaction(
     State(app): State<Arc<App>>,
     Path((s, c, i)): Path<(String, String, String)>,
 ) -> Answer {
-    ok(with(&app, move |tx, ctx| store::fetch_interaction(tx, ctx, &s, &c, &i)).await?)
+    ok(with(&app, move |tx, ctx| {
+        store::fetch_interaction(tx, ctx, &s, &c, &i)
+    })
+    .await?)
 }
 
 async fn delete_interaction(
@@ -298,7 +356,10 @@ async fn list_messages(
     uri: OriginalUri,
 ) -> Answer {
     let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| store::list_messages(tx, ctx, &s, &c, &p, req)).await?;
+    let page = with(&app, move |tx, ctx| {
+        store::list_messages(tx, ctx, &s, &c, &p, req)
+    })
+    .await?;
     envelope(&app, &uri, "interactions", req, page)
 }
 
@@ -306,7 +367,10 @@ async fn fetch_message(
     State(app): State<Arc<App>>,
     Path((s, c, p, i)): Path<(String, String, String, String)>,
 ) -> Answer {
-    ok(with(&app, move |tx, ctx| store::fetch_message(tx, ctx, &s, &c, &p, &i)).await?)
+    ok(with(&app, move |tx, ctx| {
+        store::fetch_message(tx, ctx, &s, &c, &p, &i)
+    })
+    .await?)
 }
 
 /// A MessageInteraction: written as `queued`, sent through the pipeline (so a participant
@@ -334,7 +398,15 @@ async fn create_message(
         Ok(leg) => (leg.sid, leg.status.as_str(), None),
         Err(proxy_optout_host::SendFailure::Ledger(e)) => {
             tracing::error!(error = %e, interaction = planned.sid, "the ledger could not be read; not sent");
-            (None, "failed", Some(ApiError::new(503, 20503, "the opt-out ledger is unavailable; nothing was sent")))
+            (
+                None,
+                "failed",
+                Some(ApiError::new(
+                    503,
+                    20503,
+                    "the opt-out ledger is unavailable; nothing was sent",
+                )),
+            )
         }
         Err(e) => {
             tracing::warn!(error = %e, interaction = planned.sid, "a MessageInteraction's send reached no verdict");
@@ -343,12 +415,22 @@ async fn create_message(
     };
     let sid = planned.sid.clone();
     with(&app, move |tx, _| {
-        Ok(store::finish_message(tx, &sid, message_sid.as_deref(), status)?)
+        Ok(store::finish_message(
+            tx,
+            &sid,
+            message_sid.as_deref(),
+            status,
+        )?)
     })
     .await?;
     if let Some(e) = failure {
         return Err(e);
     }
     let sid = planned.sid;
-    created(with(&app, move |tx, ctx| store::fetch_message(tx, ctx, &s, &c, &p, &sid)).await?)
+    created(
+        with(&app, move |tx, ctx| {
+            store::fetch_message(tx, ctx, &s, &c, &p, &sid)
+        })
+        .await?,
+    )
 }

@@ -27,7 +27,10 @@ fn digest(s: &str) -> [u8; 32] {
 
 impl Credentials {
     pub(crate) fn new(account: &str, tokens: &[String], api_keys: &[(String, String)]) -> Self {
-        let mut accepted: Vec<_> = tokens.iter().map(|t| (digest(account), digest(t))).collect();
+        let mut accepted: Vec<_> = tokens
+            .iter()
+            .map(|t| (digest(account), digest(t)))
+            .collect();
         accepted.extend(api_keys.iter().map(|(k, s)| (digest(k), digest(s))));
         Credentials { accepted }
     }
@@ -37,7 +40,10 @@ impl Credentials {
     pub(crate) fn check(&self, header: Option<&str>) -> Result<(), ApiError> {
         let refused = || ApiError::new(401, 20003, "Authenticate");
         let encoded = header
-            .and_then(|h| h.strip_prefix("Basic ").or_else(|| h.strip_prefix("basic ")))
+            .and_then(|h| {
+                h.strip_prefix("Basic ")
+                    .or_else(|| h.strip_prefix("basic "))
+            })
             .ok_or_else(refused)?;
         let decoded = base64::engine::general_purpose::STANDARD
             .decode(encoded.trim())

@@ -18,9 +18,9 @@ use std::sync::Arc;
 
 use proxy_optout_host::{BoxFuture, Metrics, Observer, Report, StatusReport};
 
-pub use error::ApiError;
 pub(crate) use api::routes;
 pub(crate) use auth::Credentials;
+pub use error::ApiError;
 pub(crate) use schema::{postgres as pg_schema, sqlite as sqlite_schema, ROUTE, VERSION};
 
 use crate::backend::sql::Sql;

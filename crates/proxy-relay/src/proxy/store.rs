@@ -78,7 +78,9 @@ impl Fields {
         self.get(name)
             .map(|v| {
                 time::parse(v).ok_or_else(|| {
-                    ApiError::invalid(format!("{name} {v:?} is not a date like 2026-12-02T13:45:00Z"))
+                    ApiError::invalid(format!(
+                        "{name} {v:?} is not a date like 2026-12-02T13:45:00Z"
+                    ))
                 })
             })
             .transpose()
@@ -88,7 +90,9 @@ impl Fields {
             .map(|v| match v.to_ascii_lowercase().as_str() {
                 "true" => Ok(true),
                 "false" => Ok(false),
-                _ => Err(ApiError::invalid(format!("{name} {v:?} is not true or false"))),
+                _ => Err(ApiError::invalid(format!(
+                    "{name} {v:?} is not true or false"
+                ))),
             })
             .transpose()
     }
@@ -150,7 +154,11 @@ fn page(
     descending: bool,
     render: impl Fn(&Row) -> Value,
 ) -> Result<Page, DbError> {
-    let (cmp, order) = if descending { ("<", "DESC") } else { (">", "ASC") };
+    let (cmp, order) = if descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
     let after = req
         .after
         .unwrap_or(if descending { i64::MAX } else { i64::MIN });
@@ -170,7 +178,8 @@ fn page(
 
 // ---------------------------------------------------------------- services
 
-const SERVICE: &str = "SELECT seq, sid, unique_name, default_ttl, callback_url, intercept_callback_url,
+const SERVICE: &str =
+    "SELECT seq, sid, unique_name, default_ttl, callback_url, intercept_callback_url,
     out_of_session_callback_url, geo_match_level, number_selection_behavior, chat_instance_sid,
     date_created, date_updated FROM proxy_services";
 
@@ -222,7 +231,9 @@ fn checked_url(fields: &Fields, name: &str) -> Result<Option<String>, ApiError> 
         return Ok(None);
     };
     if !(v.is_empty() || v.starts_with("http://") || v.starts_with("https://")) {
-        return Err(ApiError::invalid(format!("{name} {v:?} is not an http(s) URL")));
+        return Err(ApiError::invalid(format!(
+            "{name} {v:?} is not an http(s) URL"
+        )));
     }
     Ok(Some(v))
 }
@@ -239,10 +250,16 @@ pub(crate) fn create_service(tx: &mut dyn Tx, ctx: &Ctx, f: &Fields) -> Result<V
     }
     tx.lock("proxy_services")?;
     if tx
-        .row("SELECT 1 FROM proxy_services WHERE unique_name = ?1", &[name.as_str().into()])?
+        .row(
+            "SELECT 1 FROM proxy_services WHERE unique_name = ?1",
+            &[name.as_str().into()],
+        )?
         .is_some()
     {
-        return Err(conflict(80602, format!("UniqueName {name:?} is already taken")));
+        return Err(conflict(
+            80602,
+            format!("UniqueName {name:?} is already taken"),
+        ));
     }
     let sid = new_sid("KS");
     let now = time::now();
@@ -286,7 +303,10 @@ pub(crate) fn update_service(
             )?
             .is_some()
         {
-            return Err(conflict(80602, format!("UniqueName {name:?} is already taken")));
+            return Err(conflict(
+                80602,
+                format!("UniqueName {name:?} is already taken"),
+            ));
         }
         sets.push(("unique_name", name.into()));
     }
@@ -306,7 +326,10 @@ fn set(tx: &mut dyn Tx, table: &str, sid: &str, sets: Vec<(&str, Val)>) -> Resul
     let mut params = vec![Val::from(sid)];
     params.extend(sets.into_iter().map(|(_, v)| v));
     tx.execute(
-        &format!("UPDATE {table} SET {} WHERE sid = ?1", assignments.join(", ")),
+        &format!(
+            "UPDATE {table} SET {} WHERE sid = ?1",
+            assignments.join(", ")
+        ),
         &params,
     )?;
     Ok(())
@@ -366,7 +389,10 @@ fn iso_country(number: &str) -> Value {
 }
 
 fn number_json(ctx: &Ctx, r: &Row) -> Value {
-    let (sid, service) = (text(r, 1).unwrap_or_default(), text(r, 2).unwrap_or_default());
+    let (sid, service) = (
+        text(r, 1).unwrap_or_default(),
+        text(r, 2).unwrap_or_default(),
+    );
     let number = text(r, 3).unwrap_or_default();
     json!({
         "sid": sid,
@@ -414,8 +440,13 @@ pub(crate) fn add_number(
     };
     proxy_optout::validate_identifier("PhoneNumber", &number)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
-    if !number.starts_with('+') || number.len() < 4 || !number[1..].bytes().all(|b| b.is_ascii_digit()) {
-        return Err(ApiError::invalid(format!("PhoneNumber {number:?} is not an E.164 number")));
+    if !number.starts_with('+')
+        || number.len() < 4
+        || !number[1..].bytes().all(|b| b.is_ascii_digit())
+    {
+        return Err(ApiError::invalid(format!(
+            "PhoneNumber {number:?} is not an E.164 number"
+        )));
     }
     tx.lock("proxy_phone_numbers")?;
     if let Some(owner) = tx.row(
@@ -426,7 +457,10 @@ pub(crate) fn add_number(
         return Err(if owner == service {
             conflict(80104, format!("{number} is already in this service's pool"))
         } else {
-            conflict(80101, format!("{number} already belongs to service {owner}"))
+            conflict(
+                80101,
+                format!("{number} already belongs to service {owner}"),
+            )
         });
     }
     let sid = new_sid("PN");
@@ -469,7 +503,10 @@ pub(crate) fn update_number(
             tx,
             "proxy_phone_numbers",
             &sid,
-            vec![("is_reserved", reserved.into()), ("date_updated", time::now().into())],
+            vec![
+                ("is_reserved", reserved.into()),
+                ("date_updated", time::now().into()),
+            ],
         )?;
     }
     Ok(number_json(ctx, &find_number(tx, &service, &sid)?))
@@ -519,7 +556,10 @@ const SESSION: &str = "SELECT seq, sid, service_sid, unique_name, status, closed
     FROM proxy_sessions";
 
 fn session_json(ctx: &Ctx, r: &Row) -> Value {
-    let (sid, service) = (text(r, 1).unwrap_or_default(), text(r, 2).unwrap_or_default());
+    let (sid, service) = (
+        text(r, 1).unwrap_or_default(),
+        text(r, 2).unwrap_or_default(),
+    );
     let url = ctx.url(&format!("Services/{service}/Sessions/{sid}"));
     json!({
         "sid": sid,
@@ -618,13 +658,20 @@ pub(crate) fn create_session(
     if participants.len() > 2 {
         return Err(conflict(
             80609,
-            format!("a session has at most 2 participants, got {}", participants.len()),
+            format!(
+                "a session has at most 2 participants, got {}",
+                participants.len()
+            ),
         ));
     }
-    let mode = f.one_of("Mode", MODES)?.unwrap_or_else(|| "voice-and-message".into());
+    let mode = f
+        .one_of("Mode", MODES)?
+        .unwrap_or_else(|| "voice-and-message".into());
     let ttl = f.seconds("Ttl")?.unwrap_or(int(&srow, 3).unwrap_or(0));
     let date_expiry = f.date("DateExpiry")?;
-    let status = f.one_of("Status", &["open", "in-progress"])?.unwrap_or_else(|| "open".into());
+    let status = f
+        .one_of("Status", &["open", "in-progress"])?
+        .unwrap_or_else(|| "open".into());
     let name = f.text("UniqueName", 191)?;
     tx.lock(&service)?;
     if let Some(name) = &name {
@@ -635,7 +682,10 @@ pub(crate) fn create_session(
             )?
             .is_some()
         {
-            return Err(conflict(80603, format!("UniqueName {name:?} is already a session of this service")));
+            return Err(conflict(
+                80603,
+                format!("UniqueName {name:?} is already a session of this service"),
+            ));
         }
     }
     let sid = new_sid("KC");
@@ -659,7 +709,10 @@ pub(crate) fn create_session(
     if participants.len() == 2 && participants[0].identifier == participants[1].identifier {
         return Err(conflict(
             80103,
-            format!("{} is already a participant of this session", participants[1].identifier),
+            format!(
+                "{} is already a participant of this session",
+                participants[1].identifier
+            ),
         ));
     }
     for p in &participants {
@@ -679,7 +732,10 @@ fn add_participant(
     proxy_optout::validate_identifier("Identifier", &p.identifier)
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     if p.identifier != p.identifier.trim() || p.identifier.is_empty() {
-        return Err(ApiError::invalid(format!("Identifier {:?} is not a canonical address", p.identifier)));
+        return Err(ApiError::invalid(format!(
+            "Identifier {:?} is not a canonical address",
+            p.identifier
+        )));
     }
     let (number_sid, number) = pick_number(tx, service, srow, p)?;
     let proxy = proxy_for(&p.identifier, &number);
@@ -707,7 +763,10 @@ fn add_participant(
 
 fn session_active(tx: &mut dyn Tx, session: &str) -> Result<bool, DbError> {
     Ok(tx
-        .row("SELECT status FROM proxy_sessions WHERE sid = ?1", &[session.into()])?
+        .row(
+            "SELECT status FROM proxy_sessions WHERE sid = ?1",
+            &[session.into()],
+        )?
         .and_then(|r| text(&r, 0))
         .is_some_and(|s| ACTIVE.contains(&s.as_str())))
 }
@@ -729,10 +788,11 @@ fn pick_number(
         .iter()
         .filter_map(|r| text(r, 0))
         .collect();
-    let asked = p
-        .proxy_identifier_sid
-        .clone()
-        .or_else(|| p.proxy_identifier.as_deref().map(|x| strip_channel(x).to_owned()));
+    let asked = p.proxy_identifier_sid.clone().or_else(|| {
+        p.proxy_identifier
+            .as_deref()
+            .map(|x| strip_channel(x).to_owned())
+    });
     if let Some(asked) = asked {
         let row = tx
             .row(
@@ -744,7 +804,10 @@ fn pick_number(
         if held.contains(&sid) {
             return Err(conflict(
                 80206,
-                format!("{} already has an active session through {asked}", p.identifier),
+                format!(
+                    "{} already has an active session through {asked}",
+                    p.identifier
+                ),
             ));
         }
         return Ok((sid, text(&row, 1).unwrap_or_default()));
@@ -759,13 +822,23 @@ fn pick_number(
     let free: Vec<(String, String)> = pool
         .iter()
         .filter(|r| int(r, 2) == Some(0))
-        .map(|r| (text(r, 0).unwrap_or_default(), text(r, 1).unwrap_or_default()))
+        .map(|r| {
+            (
+                text(r, 0).unwrap_or_default(),
+                text(r, 1).unwrap_or_default(),
+            )
+        })
         .collect();
     if free.is_empty() {
-        return Err(conflict(80207, "every number in the service's pool is reserved"));
+        return Err(conflict(
+            80207,
+            "every number in the service's pool is reserved",
+        ));
     }
-    let mut candidates: Vec<(String, String)> =
-        free.into_iter().filter(|(sid, _)| !held.contains(sid)).collect();
+    let mut candidates: Vec<(String, String)> = free
+        .into_iter()
+        .filter(|(sid, _)| !held.contains(sid))
+        .collect();
     if candidates.is_empty() {
         return Err(conflict(
             80206,
@@ -856,11 +929,19 @@ pub(crate) fn update_session(
     if status == "closed" {
         match wanted.as_deref() {
             Some("open") => {
-                return Err(conflict(80608, "a closed session reopens only with Status=in-progress"))
+                return Err(conflict(
+                    80608,
+                    "a closed session reopens only with Status=in-progress",
+                ))
             }
             Some("in-progress") => reopen(tx, &sid)?,
             Some(_) if !changes => return Ok(session_json(ctx, &row)),
-            _ => return Err(conflict(80607, format!("session {sid} is closed; reopen it with Status=in-progress first"))),
+            _ => {
+                return Err(conflict(
+                    80607,
+                    format!("session {sid} is closed; reopen it with Status=in-progress first"),
+                ))
+            }
         }
     } else if wanted.as_deref() == Some("closed") {
         close(tx, &sid, "api", now)?;
@@ -947,7 +1028,11 @@ pub(crate) fn sweep(tx: &mut dyn Tx, now: i64) -> Result<u64, DbError> {
     )?;
     for r in &due {
         let sid = text(r, 0).unwrap_or_default();
-        let reason = if int(r, 1).is_some() { "expired" } else { "ttl" };
+        let reason = if int(r, 1).is_some() {
+            "expired"
+        } else {
+            "ttl"
+        };
         close(tx, &sid, reason, now)?;
     }
     Ok(due.len() as u64)
@@ -965,7 +1050,9 @@ fn participant_json(ctx: &Ctx, r: &Row) -> Value {
         text(r, 2).unwrap_or_default(),
         text(r, 3).unwrap_or_default(),
     );
-    let url = ctx.url(&format!("Services/{service}/Sessions/{session}/Participants/{sid}"));
+    let url = ctx.url(&format!(
+        "Services/{service}/Sessions/{session}/Participants/{sid}"
+    ));
     json!({
         "sid": sid,
         "session_sid": session,
@@ -1009,9 +1096,18 @@ pub(crate) fn create_participant(
     for r in &existing {
         if text(r, 0).as_deref() == Some(p.identifier.as_str()) {
             return Err(if int(r, 1).is_some() {
-                conflict(80612, format!("{} was removed from this session and cannot be added again", p.identifier))
+                conflict(
+                    80612,
+                    format!(
+                        "{} was removed from this session and cannot be added again",
+                        p.identifier
+                    ),
+                )
             } else {
-                conflict(80103, format!("{} is already a participant of this session", p.identifier))
+                conflict(
+                    80103,
+                    format!("{} is already a participant of this session", p.identifier),
+                )
             });
         }
     }
@@ -1019,7 +1115,10 @@ pub(crate) fn create_participant(
         return Err(conflict(80609, "this session already has 2 participants"));
     }
     let sid = add_participant(tx, &service, &srow, &session, &p)?;
-    Ok(participant_json(ctx, &find_participant(tx, &session, &sid)?))
+    Ok(participant_json(
+        ctx,
+        &find_participant(tx, &session, &sid)?,
+    ))
 }
 
 pub(crate) fn fetch_participant(
@@ -1084,15 +1183,16 @@ fn interaction_json(ctx: &Ctx, r: &Row, message: bool) -> Value {
         text(r, 2).unwrap_or_default(),
         text(r, 3).unwrap_or_default(),
     );
-    let resource_url = |i: usize| {
-        text(r, i).map_or(Value::Null, |s| Value::String(ctx.message_url(&s)))
-    };
+    let resource_url =
+        |i: usize| text(r, i).map_or(Value::Null, |s| Value::String(ctx.message_url(&s)));
     let via = text(r, 16);
     let url = match (&via, message) {
         (Some(p), true) => ctx.url(&format!(
             "Services/{service}/Sessions/{session}/Participants/{p}/MessageInteractions/{sid}"
         )),
-        _ => ctx.url(&format!("Services/{service}/Sessions/{session}/Interactions/{sid}")),
+        _ => ctx.url(&format!(
+            "Services/{service}/Sessions/{session}/Interactions/{sid}"
+        )),
     };
     let mut v = json!({
         "sid": sid,
@@ -1173,7 +1273,9 @@ pub(crate) fn delete_interaction(
         &[session.as_str().into(), id.into()],
     )?;
     if n == 0 {
-        return Err(ApiError::not_found(&format!("/Sessions/{session}/Interactions/{id}")));
+        return Err(ApiError::not_found(&format!(
+            "/Sessions/{session}/Interactions/{id}"
+        )));
     }
     Ok(())
 }
@@ -1202,7 +1304,13 @@ pub(crate) fn plan_message(
     }
     let prow = find_participant(tx, &session, participant)?;
     if int(&prow, 8).is_some() {
-        return Err(conflict(80612, format!("participant {} was removed", text(&prow, 1).unwrap_or_default())));
+        return Err(conflict(
+            80612,
+            format!(
+                "participant {} was removed",
+                text(&prow, 1).unwrap_or_default()
+            ),
+        ));
     }
     let body = f.text("Body", 1600)?.unwrap_or_default();
     if body.is_empty() && !f.has("MediaUrl") {
@@ -1262,7 +1370,12 @@ pub(crate) fn finish_message(
     tx.execute(
         "UPDATE proxy_interactions SET outbound_resource_sid = ?2, outbound_resource_status = ?3,
              date_updated = ?4 WHERE sid = ?1",
-        &[sid.into(), message_sid.into(), status.into(), time::now().into()],
+        &[
+            sid.into(),
+            message_sid.into(),
+            status.into(),
+            time::now().into(),
+        ],
     )?;
     Ok(())
 }
@@ -1279,7 +1392,9 @@ pub(crate) fn fetch_message(
     let psid = text(&find_participant(tx, &session, participant)?, 1).unwrap_or_default();
     let row = tx
         .row(
-            &format!("{INTERACTION} WHERE session_sid = ?1 AND via_participant_sid = ?2 AND sid = ?3"),
+            &format!(
+                "{INTERACTION} WHERE session_sid = ?1 AND via_participant_sid = ?2 AND sid = ?3"
+            ),
             &[session.as_str().into(), psid.into(), id.into()],
         )?
         .ok_or_else(|| ApiError::not_found(&format!("/MessageInteractions/{id}")))?;
@@ -1368,7 +1483,11 @@ fn rank(status: &str) -> u8 {
     }
 }
 
-pub(crate) fn record_status(tx: &mut dyn Tx, message_sid: &str, status: &str) -> Result<(), DbError> {
+pub(crate) fn record_status(
+    tx: &mut dyn Tx,
+    message_sid: &str,
+    status: &str,
+) -> Result<(), DbError> {
     let rows = tx.query(
         "SELECT sid, outbound_resource_status FROM proxy_interactions WHERE outbound_resource_sid = ?1",
         &[message_sid.into()],
@@ -1389,7 +1508,10 @@ pub(crate) fn record_status(tx: &mut dyn Tx, message_sid: &str, status: &str) ->
 /// `--proxy-numbers`), for running without calling the API first.
 pub(crate) fn seed(tx: &mut dyn Tx, name: &str, numbers: &[String]) -> Result<(), ApiError> {
     tx.lock("proxy_services")?;
-    let service = match tx.row("SELECT sid FROM proxy_services WHERE unique_name = ?1", &[name.into()])? {
+    let service = match tx.row(
+        "SELECT sid FROM proxy_services WHERE unique_name = ?1",
+        &[name.into()],
+    )? {
         Some(r) => text(&r, 0).unwrap_or_default(),
         None => {
             let sid = new_sid("KS");
@@ -1408,7 +1530,10 @@ pub(crate) fn seed(tx: &mut dyn Tx, name: &str, numbers: &[String]) -> Result<()
         match owner.and_then(|r| text(&r, 0)) {
             Some(o) if o == service => {}
             Some(o) => {
-                return Err(conflict(80101, format!("--proxy-numbers: {n} already belongs to service {o}")))
+                return Err(conflict(
+                    80101,
+                    format!("--proxy-numbers: {n} already belongs to service {o}"),
+                ))
             }
             None => {
                 tx.execute(

@@ -145,12 +145,7 @@ pub fn config(database: &str, extra: &[&str]) -> Config {
 
 /// A server using the fake Twilio for sends.
 pub async fn start_with_twilio(database: &str, fake: &FakeTwilio, extra: &[&str]) -> Server {
-    let mut args = vec![
-        "--sender",
-        "twilio",
-        "--twilio-api-url",
-        &fake.url,
-    ];
+    let mut args = vec!["--sender", "twilio", "--twilio-api-url", &fake.url];
     if !extra.contains(&"--send-timeout-ms") {
         args.extend_from_slice(&["--send-timeout-ms", "2000"]);
     }
