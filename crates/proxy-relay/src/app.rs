@@ -9,7 +9,7 @@ use crate::backend::Db;
 use crate::config::Config;
 
 /// Everything the handlers share: the webhook [`Pipeline`] (from `proxy-optout-host`, with
-/// the session tables as its routing), the database, and the admin API's settings.
+/// the session tables as its routing), the database, and the Proxy API's credentials.
 /// Immutable but for counters, so instances behind a load balancer agree: all state that
 /// matters is in the database.
 ///

@@ -2,9 +2,11 @@
 //! checked, routed through sessions in the database, decided by the relay's core, effects
 //! performed in order (ledger, auto-reply, forward, notices), TwiML out.
 //!
-//! SQLite by default (one host); PostgreSQL for several instances behind a load balancer. A
-//! session admin API (bearer token), health and readiness, Prometheus metrics, and a
-//! [`Sender`] for the forwarded leg (Twilio's REST API, or a log for running without an
+//! SQLite by default (one host); PostgreSQL for several instances behind a load balancer.
+//! Twilio Proxy's own v1 REST API for services, numbers, sessions, participants and the
+//! interaction log (HTTP Basic, as Twilio's helper libraries send it, so code written for
+//! Proxy runs here with its base URL changed), health and readiness, Prometheus metrics, and
+//! a [`Sender`] for the forwarded leg (Twilio's REST API, or a log for running without an
 //! account).
 //!
 //! ```text
@@ -14,14 +16,15 @@
 //!
 //! # Architecture
 //!
-//! A request walks one way: the HTTP side (`http/`: webhooks, admin, operations) extracts and
-//! authenticates it; Twilio's webhooks go to the [`Pipeline`] of `proxy-optout-host` (the
+//! A request walks one way: the HTTP side (`http/`: webhooks, operations; `proxy/`: the Proxy
+//! API) extracts and authenticates it; Twilio's webhooks go to the [`Pipeline`] of `proxy-optout-host` (the
 //! same library any existing service mounts), with this server's session tables as its
 //! routing: it claims the message id, asks the routing for the session, runs the relay's
 //! [steps](proxy_optout::Steps) with the ledger reads and writes they ask for in one job on
-//! the database, performs the effects in order, and stores the answer. The admin API and the
-//! session tables are this server's own. SQLite and PostgreSQL are one file each behind the
-//! backend trait; nothing above it knows which one it talks to.
+//! the database, performs the effects in order, and stores the answer; its observer writes
+//! the Interaction. The Proxy API and its tables are this server's own; each of its
+//! operations is one transaction written once for both databases (`backend/sql.rs`), and
+//! nothing above the backend knows which one it talks to.
 //!
 //! The library half exists so tests (and hosts that embed the whole server) can start it in
 //! process; a host with its own sessions uses `proxy-optout-host` directly:

@@ -20,6 +20,7 @@ on_each_database!(
     a_removed_participant_stops_routing_and_cannot_come_back,
     bad_values_are_refused_naming_them,
     two_instances_creating_sessions_at_once_never_share_a_pair,
+    status_callbacks_move_an_interactions_outbound_leg_forward_only,
 );
 
 struct Api {
@@ -606,4 +607,56 @@ async fn futures_join<F: std::future::Future>(tasks: Vec<F>) -> Vec<F::Output> {
     .await;
     out.extend(results.into_iter().map(Option::unwrap));
     out
+}
+
+async fn status_callbacks_move_an_interactions_outbound_leg_forward_only(db: &TestDb) {
+    let (server, sender) = start(db, &[]).await;
+    let api = Api::new(&server);
+    let s = api.service("status", &["+15550001501"], &[], &[]).await;
+    let (_, v, nums) = api.session(&s, "+15551500001", "+15551500002", &[]).await;
+    let sid = v["sid"].as_str().unwrap();
+    let c = common::client(&server);
+    c.message("+15551500001", &nums[0], "on my way")
+        .await
+        .unwrap();
+    let sent = sender.sent();
+    let leg = |v: &Value| {
+        v["interactions"][0]["outbound_resource_status"]
+            .as_str()
+            .map(str::to_owned)
+    };
+    let log = format!("Services/{s}/Sessions/{sid}/Interactions");
+    assert_eq!(leg(&api.get(&log).await.1).as_deref(), Some("queued"));
+    let message_sid = api.get(&log).await.1["interactions"][0]["outbound_resource_sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(message_sid.starts_with("SM"));
+    let callback = |status: &str| {
+        proxy_optout_twilio::Form::from_pairs([
+            ("MessageSid", message_sid.as_str()),
+            ("MessageStatus", status),
+            ("AccountSid", ACCOUNT_SID),
+            ("From", sent[0].from.as_str()),
+            ("To", sent[0].to.as_str()),
+        ])
+    };
+    for (status, expected) in [
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("sent", "delivered"),
+        ("queued", "delivered"),
+    ] {
+        let a = c
+            .post_form(proxy_relay::STATUS_CALLBACK_PATH, &callback(status), None)
+            .await
+            .unwrap();
+        assert_eq!(a.status, 200);
+        assert_eq!(
+            leg(&api.get(&log).await.1).as_deref(),
+            Some(expected),
+            "after {status}"
+        );
+    }
+    server.shutdown().await.unwrap();
 }

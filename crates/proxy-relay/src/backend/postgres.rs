@@ -41,7 +41,7 @@ pub(super) async fn open(
             supported: SESSION_SCHEMA_VERSION,
         });
     }
-    if found.is_none_or(|v| v < i64::from(SESSION_SCHEMA_VERSION)) {
+    if found.map_or(true, |v| v < i64::from(SESSION_SCHEMA_VERSION)) {
         tx.execute(
             "INSERT INTO proxy_relay_schema (version) VALUES ($1::TEXT::BIGINT)",
             &[&SESSION_SCHEMA_VERSION.to_string()],

@@ -96,7 +96,8 @@ pub(crate) enum Sql {
 }
 
 impl Sql {
-    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise.
+    /// Runs `f` in one transaction: committed when it returns `Ok`, rolled back otherwise,
+    /// and on disk when this returns.
     pub(crate) async fn run<T, E>(
         &self,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
@@ -105,26 +106,55 @@ impl Sql {
         T: Send + 'static,
         E: From<DbError> + Send + 'static,
     {
+        self.transact(true, f).await
+    }
+
+    /// As [`run`](Self::run), without waiting for SQLite's sync: for the Interaction log,
+    /// which a crash may shorten by its last entries but never corrupt (the ledger, which
+    /// decides what is sent, is synced on its own path).
+    pub(crate) async fn run_relaxed<T, E>(
+        &self,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
+        self.transact(false, f).await
+    }
+
+    async fn transact<T, E>(
+        &self,
+        durable: bool,
+        f: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
+    ) -> Result<T, E>
+    where
+        T: Send + 'static,
+        E: From<DbError> + Send + 'static,
+    {
         match self {
             Sql::Sqlite(ledger) => {
-                let ran = ledger
-                    .call_durable(move |store| {
-                        let mut out = None;
-                        let done = store.with_connection(|c| {
-                            let tx = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
-                            let mut lite = Lite { tx: &tx };
-                            let result = f(&mut lite);
-                            let ok = result.is_ok();
-                            out = Some(result);
-                            if ok {
-                                tx.commit()?;
-                            }
-                            Ok(())
-                        });
-                        (done, out)
-                    })
-                    .await
-                    .map_err(|e| E::from(DbError::from(e)))?;
+                let job = move |store: &proxy_optout_sqlite::SqliteStore| {
+                    let mut out = None;
+                    let done = store.with_connection(|c| {
+                        let tx = Transaction::new_unchecked(c, TransactionBehavior::Immediate)?;
+                        let mut lite = Lite { tx: &tx };
+                        let result = f(&mut lite);
+                        let ok = result.is_ok();
+                        out = Some(result);
+                        if ok {
+                            tx.commit()?;
+                        }
+                        Ok(())
+                    });
+                    (done, out)
+                };
+                let ran = if durable {
+                    ledger.call_durable(job).await
+                } else {
+                    ledger.call(job).await
+                }
+                .map_err(|e| E::from(DbError::from(e)))?;
                 match ran {
                     (Err(e), _) => Err(E::from(DbError::from(e))),
                     (Ok(()), Some(result)) => result,

@@ -22,7 +22,7 @@ fn migrate(store: &SqliteStore) -> Result<(), DbError> {
             tx.query_row("SELECT max(version) FROM proxy_relay_schema", [], |r| {
                 r.get(0)
             })?;
-        if found.is_none_or(|v| v < SESSION_SCHEMA_VERSION) {
+        if found.map_or(true, |v| v < SESSION_SCHEMA_VERSION) {
             tx.execute(
                 "INSERT INTO proxy_relay_schema (version) VALUES (?1)",
                 params![SESSION_SCHEMA_VERSION],

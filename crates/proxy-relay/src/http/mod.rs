@@ -1,5 +1,5 @@
 //! The HTTP side: one router merging the surfaces (Twilio's webhooks, served by the
-//! pipeline's own router; the admin API; operations), and the middleware that times every
+//! pipeline's own router; the Proxy API; operations), and the middleware that times every
 //! request and counts what its response asks to be counted.
 
 use std::sync::Arc;

@@ -52,7 +52,7 @@ impl Observer for Interactions {
             };
             let result = self
                 .sql
-                .run(move |tx| store::record_relayed(tx, &relayed))
+                .run_relaxed(move |tx| store::record_relayed(tx, &relayed))
                 .await;
             if let Err(e) = result {
                 self.metrics.store_error("interaction");
@@ -65,7 +65,9 @@ impl Observer for Interactions {
         Box::pin(async move {
             let result = self
                 .sql
-                .run(move |tx| store::record_status(tx, &status.message_sid, &status.status))
+                .run_relaxed(move |tx| {
+                    store::record_status(tx, &status.message_sid, &status.status)
+                })
                 .await;
             if let Err(e) = result {
                 self.metrics.store_error("interaction_status");

@@ -171,7 +171,7 @@ fn page(
         None
     };
     Ok(Page {
-        rows: rows.iter().map(|r| render(r)).collect(),
+        rows: rows.iter().map(render).collect(),
         next,
     })
 }
@@ -612,7 +612,7 @@ struct NewParticipant {
 fn parse_participant(v: &Value, at: &str) -> Result<NewParticipant, ApiError> {
     let get = |k: &str| {
         v.get(k)
-            .or_else(|| v.get(&k.to_ascii_lowercase()))
+            .or_else(|| v.get(k.to_ascii_lowercase()))
             .and_then(Value::as_str)
             .map(str::to_owned)
     };
@@ -1494,7 +1494,7 @@ pub(crate) fn record_status(
     )?;
     for r in rows {
         let current = text(&r, 1).unwrap_or_default();
-        if rank(status) >= rank(&current) && status != current {
+        if rank(status) > rank(&current) {
             tx.execute(
                 "UPDATE proxy_interactions SET outbound_resource_status = ?2, date_updated = ?3 WHERE sid = ?1",
                 &[text(&r, 0).into(), status.into(), time::now().into()],
