@@ -84,9 +84,8 @@ impl LegStatus {
 /// redelivery answered from the stored answer).
 ///
 /// ```
-/// let r = proxy_optout_host::Report { message_sid: Some("SM1".into()), from: "+1A".into(),
-///     to: "+1P".into(), body: "STOP".into(), session: Some("KC1".into()),
-///     outcome: "keyword_dropped", notices: vec![80901], forward: None };
+/// let mut r = proxy_optout_host::Report::new("+1A", "+1P", "STOP", "keyword_dropped");
+/// r.notices.push(80901);
 /// assert!(r.is_dropped());
 /// ```
 #[non_exhaustive]
@@ -113,12 +112,32 @@ pub struct Report {
 }
 
 impl Report {
+    /// A report of a message `from` → `to` with `outcome`, no session, notice or leg: for
+    /// testing an observer (the pipeline builds the real ones).
+    ///
+    /// ```
+    /// let r = proxy_optout_host::Report::new("+1A", "+1P", "hi", "out_of_session");
+    /// assert_eq!(r.session, None);
+    /// ```
+    #[must_use]
+    pub fn new(from: &str, to: &str, body: &str, outcome: &'static str) -> Self {
+        Report {
+            message_sid: None,
+            from: from.to_owned(),
+            to: to.to_owned(),
+            body: body.to_owned(),
+            session: None,
+            outcome,
+            notices: Vec::new(),
+            forward: None,
+        }
+    }
+
     /// Whether the message was a keyword the relay drops (Proxy: "dropped messages do not
     /// trigger callbacks").
     ///
     /// ```
-    /// # let r = proxy_optout_host::Report { message_sid: None, from: "+1A".into(), to: "+1P".into(),
-    /// #     body: "hi".into(), session: None, outcome: "forwarded", notices: vec![], forward: None };
+    /// let r = proxy_optout_host::Report::new("+1A", "+1P", "hi", "forwarded");
     /// assert!(!r.is_dropped());
     /// ```
     #[must_use]
@@ -130,7 +149,7 @@ impl Report {
 /// A status a status callback reported for a sent message.
 ///
 /// ```
-/// let s = proxy_optout_host::StatusReport { message_sid: "SM1".into(), status: "delivered".into(), error_code: None };
+/// let s = proxy_optout_host::StatusReport::new("SM1", "delivered", None);
 /// assert_eq!(s.status, "delivered");
 /// ```
 #[non_exhaustive]
@@ -177,8 +196,7 @@ impl StatusReport {
 ///     }
 /// }
 /// let log = Log::default();
-/// let _ = log.handled(proxy_optout_host::Report { message_sid: None, from: "+1A".into(), to: "+1P".into(),
-///     body: "hi".into(), session: None, outcome: "out_of_session", notices: vec![], forward: None });
+/// let _ = log.handled(proxy_optout_host::Report::new("+1A", "+1P", "hi", "out_of_session"));
 /// assert_eq!(log.0.lock().unwrap()[0], "out_of_session");
 /// ```
 pub trait Observer: Send + Sync + 'static {

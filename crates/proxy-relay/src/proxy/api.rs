@@ -173,10 +173,23 @@ fn envelope(app: &App, uri: &axum::http::Uri, key: &str, req: PageReq, page: Pag
     Ok(Json(json!({ key: page.rows, "meta": meta })).into_response())
 }
 
-async fn list_services(State(app): State<Arc<App>>, uri: OriginalUri) -> Answer {
+/// A list endpoint: the page asked for, in Proxy's envelope under `key`.
+async fn list(
+    app: &App,
+    uri: &OriginalUri,
+    key: &str,
+    f: impl FnOnce(&mut dyn Tx, &Ctx, PageReq) -> Result<Page, ApiError> + Send + 'static,
+) -> Answer {
     let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| store::list_services(tx, ctx, req)).await?;
-    envelope(&app, &uri, "services", req, page)
+    let page = with(app, move |tx, ctx| f(tx, ctx, req)).await?;
+    envelope(app, uri, key, req, page)
+}
+
+async fn list_services(State(app): State<Arc<App>>, uri: OriginalUri) -> Answer {
+    list(&app, &uri, "services", move |tx, ctx, req| {
+        store::list_services(tx, ctx, req)
+    })
+    .await
 }
 
 async fn create_service(State(app): State<Arc<App>>, body: Bytes) -> Answer {
@@ -202,9 +215,10 @@ async fn list_numbers(
     Path(s): Path<String>,
     uri: OriginalUri,
 ) -> Answer {
-    let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| store::list_numbers(tx, ctx, &s, req)).await?;
-    envelope(&app, &uri, "phone_numbers", req, page)
+    list(&app, &uri, "phone_numbers", move |tx, ctx, req| {
+        store::list_numbers(tx, ctx, &s, req)
+    })
+    .await
 }
 
 async fn add_number(State(app): State<Arc<App>>, Path(s): Path<String>, body: Bytes) -> Answer {
@@ -240,9 +254,10 @@ async fn list_sessions(
     Path(s): Path<String>,
     uri: OriginalUri,
 ) -> Answer {
-    let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| store::list_sessions(tx, ctx, &s, req)).await?;
-    envelope(&app, &uri, "sessions", req, page)
+    list(&app, &uri, "sessions", move |tx, ctx, req| {
+        store::list_sessions(tx, ctx, &s, req)
+    })
+    .await
 }
 
 async fn create_session(State(app): State<Arc<App>>, Path(s): Path<String>, body: Bytes) -> Answer {
@@ -281,12 +296,10 @@ async fn list_participants(
     Path((s, c)): Path<(String, String)>,
     uri: OriginalUri,
 ) -> Answer {
-    let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| {
+    list(&app, &uri, "participants", move |tx, ctx, req| {
         store::list_participants(tx, ctx, &s, &c, req)
     })
-    .await?;
-    envelope(&app, &uri, "participants", req, page)
+    .await
 }
 
 async fn create_participant(
@@ -325,12 +338,10 @@ async fn list_interactions(
     Path((s, c)): Path<(String, String)>,
     uri: OriginalUri,
 ) -> Answer {
-    let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| {
+    list(&app, &uri, "interactions", move |tx, ctx, req| {
         store::list_interactions(tx, ctx, &s, &c, req)
     })
-    .await?;
-    envelope(&app, &uri, "interactions", req, page)
+    .await
 }
 
 async fn fetch_interaction(
@@ -355,12 +366,10 @@ async fn list_messages(
     Path((s, c, p)): Path<(String, String, String)>,
     uri: OriginalUri,
 ) -> Answer {
-    let req = page_req(uri.query())?;
-    let page = with(&app, move |tx, ctx| {
+    list(&app, &uri, "interactions", move |tx, ctx, req| {
         store::list_messages(tx, ctx, &s, &c, &p, req)
     })
-    .await?;
-    envelope(&app, &uri, "interactions", req, page)
+    .await
 }
 
 async fn fetch_message(
