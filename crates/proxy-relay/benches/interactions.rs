@@ -125,7 +125,7 @@ impl Fixture {
             .db()
             .scalar(&format!(
                 "SELECT count(*) FROM (SELECT sid, data FROM proxy_interactions
-                 WHERE session_sid = '{}' ORDER BY seq DESC LIMIT 100 OFFSET {})",
+                 WHERE session_sid = '{}' ORDER BY seq DESC LIMIT 100 OFFSET {}) page",
                 self.session,
                 ROWS - 100
             ))

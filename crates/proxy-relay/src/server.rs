@@ -130,10 +130,7 @@ impl Server {
             )));
         }
         let metrics = Arc::new(Metrics::with_prefix("proxy_relay"));
-        let interactions = Arc::new(crate::proxy::Interactions {
-            sql: db.sql(),
-            metrics: metrics.clone(),
-        });
+        let interactions = Arc::new(crate::proxy::Interactions::start(db.sql(), metrics.clone()));
         let pipeline = Pipeline::builder_shared(db.ledger().clone(), db.routing(), sender)
             .observer(interactions)
             .auth_token(config.auth_tokens[0].clone())
