@@ -7,6 +7,7 @@ use core::future::Future;
 use core::str::FromStr;
 
 use crate::error::{parse_named, ParseError};
+use crate::history::Change;
 use crate::identifier::{validate_identifier, IdentifierError};
 
 /// Whether a participant may receive messages from a proxy number (or service).
@@ -322,6 +323,59 @@ pub trait OptOutStore {
     ///
     /// The host's error when the state could not be read.
     fn state(&self, key: LedgerKey<'_>) -> Result<OptState, Self::Error>;
+
+    /// Records `change`'s new state together with its facts (the history entry), in one
+    /// transaction: never the state without its entry, or the entry without its state. The
+    /// relay's drivers call this rather than [`record`](OptOutStore::record).
+    ///
+    /// The default records the state alone through `record` and keeps no history, so a
+    /// store written before history existed still compiles and behaves as it did; a store
+    /// that keeps history overrides this, [`confirmed`](OptOutStore::confirmed), and
+    /// implements [`HistoryStore`](crate::HistoryStore).
+    ///
+    /// # Errors
+    ///
+    /// The host's error when the change could not be stored durably.
+    ///
+    /// ```
+    /// use proxy_optout::{Change, ChangeSource, LedgerKey, MemoryStore, OptOutStore, OptState};
+    /// let store = MemoryStore::new();
+    /// let key = LedgerKey::new("P", "A");
+    /// store.record_change(&Change::new(key, OptState::OptedOut, ChangeSource::Keyword).with_keyword("STOP"))?;
+    /// assert_eq!(store.state(key)?, OptState::OptedOut);
+    /// # Ok::<(), core::convert::Infallible>(())
+    /// ```
+    fn record_change(&self, change: &Change<'_>) -> Result<(), Self::Error> {
+        self.record(change.key(), change.state())
+    }
+
+    /// Notes that the confirmation reply for `key`'s latest change to `state` was sent at
+    /// `unix_ms`: sets that entry's `confirmed_at` if it has none (a second call changes
+    /// nothing). The default does nothing (a store without history).
+    ///
+    /// # Errors
+    ///
+    /// The host's error when the note could not be stored.
+    ///
+    /// ```
+    /// use proxy_optout::{HistoryQuery, HistoryStore, LedgerKey, MemoryStore, OptOutStore, OptState};
+    /// let store = MemoryStore::new();
+    /// let key = LedgerKey::new("P", "A");
+    /// store.record(key, OptState::OptedOut)?;
+    /// store.confirmed(key, OptState::OptedOut, 42)?;
+    /// store.confirmed(key, OptState::OptedOut, 43)?;
+    /// assert_eq!(store.history(&HistoryQuery::new())?[0].confirmed_at, Some(42));
+    /// # Ok::<(), core::convert::Infallible>(())
+    /// ```
+    fn confirmed(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+        unix_ms: u64,
+    ) -> Result<(), Self::Error> {
+        let _ = (key, state, unix_ms);
+        Ok(())
+    }
 }
 
 macro_rules! forward_store {
@@ -333,6 +387,12 @@ macro_rules! forward_store {
             }
             fn state(&self, key: LedgerKey<'_>) -> Result<OptState, Self::Error> {
                 (**self).state(key)
+            }
+            fn record_change(&self, change: &Change<'_>) -> Result<(), Self::Error> {
+                (**self).record_change(change)
+            }
+            fn confirmed(&self, key: LedgerKey<'_>, state: OptState, unix_ms: u64) -> Result<(), Self::Error> {
+                (**self).confirmed(key, state, unix_ms)
             }
         }
     )*};
@@ -386,6 +446,48 @@ pub trait AsyncOptOutStore: Sync {
         &self,
         key: LedgerKey<'_>,
     ) -> impl Future<Output = Result<OptState, Self::Error>> + Send;
+
+    /// Records `change` with its history entry, atomically (see
+    /// [`OptOutStore::record_change`]). The default records the state alone through
+    /// `record`.
+    ///
+    /// ```
+    /// use proxy_optout::{AsyncOptOutStore, Change, ChangeSource, LedgerKey, MemoryStore, OptState};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// let change = Change::new(LedgerKey::new("P", "A"), OptState::OptedOut, ChangeSource::Keyword);
+    /// AsyncOptOutStore::record_change(&store, &change).await?;
+    /// assert_eq!(AsyncOptOutStore::state(&store, change.key()).await?, OptState::OptedOut);
+    /// # Ok::<(), core::convert::Infallible>(())
+    /// # }).unwrap();
+    /// ```
+    fn record_change(
+        &self,
+        change: &Change<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        self.record(change.key(), change.state())
+    }
+
+    /// Notes the confirmation reply as sent (see [`OptOutStore::confirmed`]). The default
+    /// does nothing.
+    ///
+    /// ```
+    /// use proxy_optout::{AsyncOptOutStore, LedgerKey, MemoryStore, OptState};
+    /// # tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(async {
+    /// let store = MemoryStore::new();
+    /// AsyncOptOutStore::confirmed(&store, LedgerKey::new("P", "A"), OptState::OptedOut, 1).await?;
+    /// # Ok::<(), core::convert::Infallible>(())
+    /// # }).unwrap();
+    /// ```
+    fn confirmed(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+        unix_ms: u64,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        let _ = (key, state, unix_ms);
+        core::future::ready(Ok(()))
+    }
 }
 
 macro_rules! forward_async_store {
@@ -397,6 +499,12 @@ macro_rules! forward_async_store {
             }
             fn state(&self, key: LedgerKey<'_>) -> impl Future<Output = Result<OptState, Self::Error>> + Send {
                 (**self).state(key)
+            }
+            fn record_change(&self, change: &Change<'_>) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).record_change(change)
+            }
+            fn confirmed(&self, key: LedgerKey<'_>, state: OptState, unix_ms: u64) -> impl Future<Output = Result<(), Self::Error>> + Send {
+                (**self).confirmed(key, state, unix_ms)
             }
         }
     )*};
@@ -420,6 +528,31 @@ impl AsyncOptOutStore for MemoryStore {
     ) -> impl Future<Output = Result<OptState, Self::Error>> + Send {
         core::future::ready(OptOutStore::state(self, key))
     }
+    fn record_change(
+        &self,
+        change: &Change<'_>,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        core::future::ready(OptOutStore::record_change(self, change))
+    }
+    fn confirmed(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+        unix_ms: u64,
+    ) -> impl Future<Output = Result<(), Self::Error>> + Send {
+        core::future::ready(OptOutStore::confirmed(self, key, state, unix_ms))
+    }
+}
+
+#[cfg(feature = "std")]
+impl crate::history::AsyncHistoryStore for MemoryStore {
+    fn history(
+        &self,
+        query: &crate::history::HistoryQuery<'_>,
+    ) -> impl Future<Output = Result<alloc::vec::Vec<crate::history::HistoryEntry>, Self::Error>> + Send
+    {
+        core::future::ready(crate::history::HistoryStore::history(self, query))
+    }
 }
 
 #[cfg(feature = "std")]
@@ -434,18 +567,31 @@ mod memory {
     use std::sync::{Mutex, MutexGuard, PoisonError};
 
     use super::{LedgerKey, OptOutStore, OptState};
+    use crate::history::{Change, ChangeSource, HistoryEntry, HistoryQuery, HistoryStore};
 
     #[derive(Debug, Default)]
     struct Inner {
         // scope -> participant -> (state, sequence): nested so lookups borrow `&str` keys.
+        // The sequence is that of the key's last history entry.
         states: BTreeMap<String, BTreeMap<String, (OptState, u64)>>,
+        // In sequence order; entry `n` has sequence `n + 1`.
+        history: Vec<HistoryEntry>,
         sequence: u64,
     }
 
-    /// A thread-safe in-memory ledger: for tests, examples, and single-process hosts.
+    fn system_clock() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    /// A thread-safe in-memory ledger with its history: for tests, examples, and
+    /// single-process hosts.
     ///
     /// Every record gets a sequence number from one counter, under one lock, so records
-    /// are totally ordered and a state read after a record sees it.
+    /// are totally ordered and a state read after a record sees it. Each record appends one
+    /// [`HistoryEntry`] under the same lock, timed by the system clock (or the one given to
+    /// [`with_clock`](MemoryStore::with_clock)).
     ///
     /// # Example
     ///
@@ -460,9 +606,21 @@ mod memory {
     /// assert_eq!(store.latest(key), Some((OptState::OptedIn, second)));
     /// assert_eq!(store.state(LedgerKey::new("P2", "A")), Ok(OptState::OptedIn));
     /// ```
-    #[derive(Debug, Default)]
+    #[derive(Debug)]
     pub struct MemoryStore {
         inner: Mutex<Inner>,
+        clock: fn() -> u64,
+        keep_texts: bool,
+    }
+
+    impl Default for MemoryStore {
+        fn default() -> Self {
+            MemoryStore {
+                inner: Mutex::default(),
+                clock: system_clock,
+                keep_texts: true,
+            }
+        }
     }
 
     impl MemoryStore {
@@ -474,6 +632,39 @@ mod memory {
         #[must_use]
         pub fn new() -> Self {
             MemoryStore::default()
+        }
+
+        /// A store that times its entries with `clock` (Unix milliseconds): for tests that
+        /// need known times.
+        ///
+        /// ```
+        /// use proxy_optout::{HistoryQuery, HistoryStore, LedgerKey, MemoryStore, OptOutStore, OptState};
+        /// let store = MemoryStore::new().with_clock(|| 1_000);
+        /// store.record(LedgerKey::new("P", "A"), OptState::OptedOut)?;
+        /// assert_eq!(store.history(&HistoryQuery::new())?[0].recorded_at, 1_000);
+        /// # Ok::<(), core::convert::Infallible>(())
+        /// ```
+        #[must_use]
+        pub fn with_clock(mut self, clock: fn() -> u64) -> Self {
+            self.clock = clock;
+            self
+        }
+
+        /// Whether history entries keep the text as received (default: yes). Off, an entry
+        /// keeps the keyword and the message id but never the text.
+        ///
+        /// ```
+        /// use proxy_optout::{Change, ChangeSource, HistoryQuery, HistoryStore, LedgerKey, MemoryStore, OptOutStore, OptState};
+        /// let store = MemoryStore::new().keep_texts(false);
+        /// let change = Change::new(LedgerKey::new("P", "A"), OptState::OptedOut, ChangeSource::Keyword);
+        /// store.record_change(&change.with_text("stop it"))?;
+        /// assert_eq!(store.history(&HistoryQuery::new())?[0].text, None);
+        /// # Ok::<(), core::convert::Infallible>(())
+        /// ```
+        #[must_use]
+        pub fn keep_texts(mut self, keep: bool) -> Self {
+            self.keep_texts = keep;
+            self
         }
 
         fn lock(&self) -> MutexGuard<'_, Inner> {
@@ -490,14 +681,34 @@ mod memory {
         /// assert_eq!(s.record_sequenced(LedgerKey::new("P", "A"), OptState::OptedOut), 1);
         /// ```
         pub fn record_sequenced(&self, key: LedgerKey<'_>, state: OptState) -> u64 {
+            self.record_change_sequenced(&Change::new(key, state, ChangeSource::Unspecified))
+        }
+
+        /// Records `change` (state and history entry) and returns its sequence number.
+        ///
+        /// ```
+        /// use proxy_optout::{Change, ChangeSource, LedgerKey, MemoryStore, OptState};
+        /// let s = MemoryStore::new();
+        /// let c = Change::new(LedgerKey::new("P", "A"), OptState::OptedOut, ChangeSource::Import);
+        /// assert_eq!(s.record_change_sequenced(&c), 1);
+        /// ```
+        pub fn record_change_sequenced(&self, change: &Change<'_>) -> u64 {
+            let change = if self.keep_texts {
+                *change
+            } else {
+                change.without_text()
+            };
+            let now = (self.clock)();
             let mut inner = self.lock();
             inner.sequence += 1;
             let seq = inner.sequence;
+            let key = change.key();
             inner
                 .states
                 .entry(key.scope().into())
                 .or_default()
-                .insert(key.participant().into(), (state, seq));
+                .insert(key.participant().into(), (change.state(), seq));
+            inner.history.push(HistoryEntry::new(seq, &change, now));
             seq
         }
 
@@ -570,6 +781,59 @@ mod memory {
 
         fn state(&self, key: LedgerKey<'_>) -> Result<OptState, Infallible> {
             Ok(self.latest(key).map_or(OptState::OptedIn, |(s, _)| s))
+        }
+
+        fn record_change(&self, change: &Change<'_>) -> Result<(), Infallible> {
+            self.record_change_sequenced(change);
+            Ok(())
+        }
+
+        fn confirmed(
+            &self,
+            key: LedgerKey<'_>,
+            state: OptState,
+            unix_ms: u64,
+        ) -> Result<(), Infallible> {
+            let mut inner = self.lock();
+            let latest = inner
+                .states
+                .get(key.scope())
+                .and_then(|m| m.get(key.participant()))
+                .copied();
+            if let Some((current, seq)) = latest {
+                let entry = usize::try_from(seq - 1)
+                    .ok()
+                    .and_then(|i| inner.history.get_mut(i));
+                if let Some(entry) = entry {
+                    if current == state && entry.confirmed_at.is_none() {
+                        entry.confirmed_at = Some(unix_ms);
+                    }
+                }
+            }
+            Ok(())
+        }
+    }
+
+    impl HistoryStore for MemoryStore {
+        fn history(&self, query: &HistoryQuery<'_>) -> Result<Vec<HistoryEntry>, Infallible> {
+            let inner = self.lock();
+            // Entry n has sequence n + 1: start right after the cursor.
+            let start = usize::try_from(query.get_after()).unwrap_or(usize::MAX);
+            let current = |e: &HistoryEntry| {
+                inner
+                    .states
+                    .get(&e.scope)
+                    .and_then(|m| m.get(&e.participant))
+                    .is_some_and(|&(_, seq)| seq == e.seq)
+            };
+            Ok(inner
+                .history
+                .iter()
+                .skip(start)
+                .filter(|e| query.matches(e) && (!query.is_current_only() || current(e)))
+                .take(query.get_limit())
+                .cloned()
+                .collect())
         }
     }
 }

@@ -133,6 +133,7 @@ mod classifier;
 mod decision;
 mod error;
 mod hints;
+mod history;
 mod identifier;
 mod keywords;
 mod ledger;
@@ -148,6 +149,9 @@ mod table;
 pub use classifier::{classify, classify_bytes, Classifier, ClassifierBuilder};
 pub use decision::{Action, Decision, RevocationHint};
 pub use error::{ConfigError, ParseError, Utf8Error};
+pub use history::{
+    AsyncHistoryStore, Change, ChangeSource, HistoryEntry, HistoryQuery, HistoryStore,
+};
 pub use identifier::{validate_identifier, IdentifierError, MAX_IDENTIFIER_BYTES};
 pub use keywords::{Category, Keyword, LanguagePack, RuleSet};
 #[cfg(feature = "std")]

@@ -185,7 +185,10 @@ impl<S: AsyncOptOutStore, P: AsyncProxyPolicy> AsyncRelay<S, P> {
                 Step::Intercept(message, decision) => {
                     Answer::Intercept(self.policy.intercept(&message, &decision).await)
                 }
-                Step::Record(key, state) => Answer::Recorded(self.store.record(key, state).await),
+                Step::Record(key, state) => Answer::Recorded(match steps.change() {
+                    Some(change) => self.store.record_change(&change).await,
+                    None => self.store.record(key, state).await,
+                }),
             };
             steps.answer(answer);
         }
@@ -215,7 +218,10 @@ impl<S: AsyncOptOutStore, P: AsyncProxyPolicy> AsyncRelay<S, P> {
     ) -> Result<FeedbackOutcome<'a>, FeedbackError<S::Error>> {
         let out = self.core.feedback(feedback)?;
         let recorded = match out.ledger() {
-            Some(c) => Some(self.store.record(c.key(), c.state()).await),
+            Some(_) => match out.change() {
+                Some(change) => Some(self.store.record_change(&change).await),
+                None => None,
+            },
             None => None,
         };
         out.settle(recorded)

@@ -10,6 +10,7 @@ use smallvec::SmallVec;
 use crate::classifier::Classifier;
 use crate::decision::{Action, Decision};
 use crate::error::{parse_named, ParseError};
+use crate::history::{Change, ChangeSource};
 use crate::identifier::IdentifierError;
 use crate::keywords::Category;
 use crate::ledger::{LedgerKey, LedgerScope, OptState};
@@ -683,6 +684,43 @@ pub struct Plan<'a> {
 impl<'a> Plan<'a> {
     pub(crate) fn sender(&self) -> LedgerKey<'a> {
         self.core.key(self.inbound.to, self.inbound.from)
+    }
+
+    /// The facts of a change of the sender's pair to `state` caused by this message, for
+    /// [`OptOutStore::record_change`](crate::OptOutStore::record_change): the source (the
+    /// keyword, or the platform's verdict when the core mirrors it or no keyword matched),
+    /// the keyword, the body as received, the message id and the rule set. For the change
+    /// [`Plan::finish`] reports, pass its state; [`Steps::change`](crate::Steps::change)
+    /// does. Allocates nothing.
+    ///
+    /// ```
+    /// use proxy_optout::{ChangeSource, Inbound, OptState, RelayCore, Settings};
+    /// let core = RelayCore::new();
+    /// let inbound = Inbound::sms("A", "P", "stop").with_message_id("SM9");
+    /// let plan = core.plan(&inbound, None, Settings::default())?;
+    /// let change = plan.change(OptState::OptedOut);
+    /// assert_eq!((change.source(), change.keyword(), change.message_id()), (ChangeSource::Keyword, Some("STOP"), Some("SM9")));
+    /// # Ok::<(), proxy_optout::InputError>(())
+    /// ```
+    #[must_use]
+    pub fn change(&self, state: OptState) -> Change<'a> {
+        let keyword = self.decision.keyword();
+        let mirrored = self.core.mode() == CarrierMode::Mirror && self.inbound.verdict.is_some();
+        let source = if keyword.is_none() || mirrored {
+            ChangeSource::Platform
+        } else {
+            ChangeSource::Keyword
+        };
+        let mut change = Change::new(self.sender(), state, source)
+            .with_text(self.inbound.body)
+            .with_rule_set(self.core.classifier().rules());
+        if let Some(keyword) = keyword {
+            change = change.with_keyword(keyword);
+        }
+        if let Some(id) = self.inbound.message_id {
+            change = change.with_message_id(id);
+        }
+        change
     }
 
     /// The sender's pair, whose state is needed (to answer HELP only to an opted-in sender).

@@ -72,6 +72,24 @@ impl<'a> FeedbackOutcome<'a> {
         self.ledger.as_ref()
     }
 
+    /// The ledger change with its facts, for
+    /// [`OptOutStore::record_change`](crate::OptOutStore::record_change): source
+    /// [`Refusal`](crate::ChangeSource::Refusal).
+    ///
+    /// ```
+    /// use proxy_optout::{ChangeSource, Feedback, RelayCore};
+    /// let core = RelayCore::new();
+    /// let out = core.feedback(&Feedback::Refused { from: "P", to: "A" })?;
+    /// assert_eq!(out.change().unwrap().source(), ChangeSource::Refusal);
+    /// # Ok::<(), proxy_optout::IdentifierError>(())
+    /// ```
+    #[must_use]
+    pub fn change(&self) -> Option<crate::history::Change<'_>> {
+        self.ledger.as_ref().map(|c| {
+            crate::history::Change::new(c.key(), c.state(), crate::history::ChangeSource::Refusal)
+        })
+    }
+
     /// Whether a driver already stored the change.
     ///
     /// ```

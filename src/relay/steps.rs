@@ -5,6 +5,7 @@
 //! written twice.
 
 use crate::decision::Decision;
+use crate::history::Change;
 use crate::ledger::{LedgerKey, OptState};
 use crate::message::{Channel, Message};
 use crate::policy::{Intercept, StopFilterFlag, StopFiltering};
@@ -109,7 +110,11 @@ enum Stage {
 ///         Step::Filtering(_) => Answer::Filtering(StopFiltering::On),
 ///         Step::State(key) => Answer::State(store.state(key)),
 ///         Step::Intercept(_, _) => Answer::Intercept(Intercept::Allow),
-///         Step::Record(key, state) => Answer::Recorded(store.record(key, state)),
+///         // The change's facts (keyword, text, message id) go into the store's history.
+///         Step::Record(_, _) => match steps.change() {
+///             Some(change) => Answer::Recorded(store.record_change(&change)),
+///             None => Answer::Unavailable,
+///         },
 ///         _ => Answer::Unavailable,
 ///     };
 ///     steps.answer(answer);
@@ -219,7 +224,7 @@ impl<'a, E> Steps<'a, E> {
                     }
                     _ => self.stage = Stage::Record,
                 },
-                Stage::Record => match self.change() {
+                Stage::Record => match self.pending() {
                     Some((key, state)) => return Some(Step::Record(key, state)),
                     None => self.stage = Stage::Done,
                 },
@@ -320,6 +325,37 @@ impl<'a, E> Steps<'a, E> {
         settle(outcome, self.failed, self.record)
     }
 
+    /// The facts of the ledger change the pending [`Step::Record`] asks to store, for
+    /// [`OptOutStore::record_change`](crate::OptOutStore::record_change): the key and state
+    /// the step names, what caused it (the keyword, or the platform's verdict when the relay
+    /// mirrors it), the keyword, the body as received, the message id and the rule set.
+    /// `None` when no record is pending. Allocates nothing.
+    ///
+    /// ```
+    /// use proxy_optout::{Answer, ChangeSource, Inbound, RelayCore, Step, StopFilterFlag, StopFiltering};
+    /// let core = RelayCore::new();
+    /// let inbound = Inbound::sms("+1A", "+1P", " Stop ").with_message_id("SM1");
+    /// let mut steps = core.steps::<()>(&inbound, None, StopFilterFlag::Ignore)?;
+    /// assert_eq!(steps.change(), None);
+    /// steps.answer(Answer::Filtering(StopFiltering::On));
+    /// let Some(Step::Record(key, state)) = steps.next() else { panic!("no record") };
+    /// let change = steps.change().unwrap();
+    /// assert_eq!((change.key(), change.state()), (key, state));
+    /// assert_eq!(change.source(), ChangeSource::Keyword);
+    /// assert_eq!(change.keyword(), Some("STOP"));
+    /// assert_eq!(change.text(), Some(" Stop "));
+    /// assert_eq!(change.message_id(), Some("SM1"));
+    /// # Ok::<(), proxy_optout::InputError>(())
+    /// ```
+    #[must_use]
+    pub fn change(&self) -> Option<Change<'a>> {
+        if self.stage != Stage::Record {
+            return None;
+        }
+        let state = self.outcome.as_ref()?.ledger()?.state();
+        Some(self.plan?.change(state))
+    }
+
     fn recipient_number(&self) -> Option<&'a str> {
         let recipient = self
             .route
@@ -351,7 +387,7 @@ impl<'a, E> Steps<'a, E> {
     }
 
     /// The ledger change to store, once every other answer is in.
-    fn change(&mut self) -> Option<(LedgerKey<'a>, OptState)> {
+    fn pending(&mut self) -> Option<(LedgerKey<'a>, OptState)> {
         let outcome = self.outcome_now();
         let change = outcome.ledger().map(|c| (self.plan().sender(), c.state()));
         self.outcome = Some(outcome);

@@ -284,7 +284,10 @@ impl<S: OptOutStore, P: ProxyPolicy> Relay<S, P> {
                 Step::Intercept(message, decision) => {
                     Answer::Intercept(self.policy.intercept(&message, &decision))
                 }
-                Step::Record(key, state) => Answer::Recorded(self.store.record(key, state)),
+                Step::Record(key, state) => Answer::Recorded(match steps.change() {
+                    Some(change) => self.store.record_change(&change),
+                    None => self.store.record(key, state),
+                }),
             };
             steps.answer(answer);
         }
@@ -310,7 +313,7 @@ impl<S: OptOutStore, P: ProxyPolicy> Relay<S, P> {
         feedback: &Feedback<'a>,
     ) -> Result<FeedbackOutcome<'a>, FeedbackError<S::Error>> {
         let out = self.core.feedback(feedback)?;
-        let recorded = out.ledger().map(|c| self.store.record(c.key(), c.state()));
+        let recorded = out.change().map(|c| self.store.record_change(&c));
         out.settle(recorded)
     }
 }

@@ -29,6 +29,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod history;
+
+pub use history::{check_async_history, check_history, Fault};
+
 use std::collections::HashMap;
 use std::fmt::Debug;
 use std::future::Future;
@@ -65,6 +69,14 @@ pub trait Harness {
     /// Writes a value the store will not recognise for `key` (bypassing its API). Returns
     /// false if the store cannot hold such a value (then that check is skipped).
     fn corrupt(&self, store: &Self::Store, key: LedgerKey<'_>) -> bool;
+
+    /// Makes the store's writes of what `fault` names fail (`on`) or work again (`!on`),
+    /// for [`check_history`]'s atomicity check. Returns false if the store cannot (the
+    /// default; that check is then skipped).
+    fn inject(&self, store: &Self::Store, fault: Fault, on: bool) -> bool {
+        let _ = (store, fault, on);
+        false
+    }
 }
 
 /// How the kit gets an asynchronous store to test.
@@ -100,6 +112,18 @@ pub trait AsyncHarness: Sync {
         scope: &str,
         participant: &str,
     ) -> impl Future<Output = bool> + Send;
+
+    /// Makes the store's writes of what `fault` names fail (`on`) or work again (`!on`), for
+    /// [`check_async_history`]. Returns false if the store cannot (the default).
+    fn inject(
+        &self,
+        store: &Self::Store,
+        fault: Fault,
+        on: bool,
+    ) -> impl Future<Output = bool> + Send {
+        let _ = (store, fault, on);
+        async { false }
+    }
 }
 
 const WRITERS: usize = 8;

@@ -34,3 +34,13 @@ fn memory_store_passes_the_sync_kit() {
 async fn memory_store_passes_the_async_kit() {
     check_async_store(&Memory).await;
 }
+
+#[test]
+fn memory_store_passes_the_sync_history_kit() {
+    proxy_optout_conformance::check_history(&Memory);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_store_passes_the_async_history_kit() {
+    proxy_optout_conformance::check_async_history(&Memory).await;
+}

@@ -347,13 +347,18 @@ async fn perform(
                 tried = true;
                 replied = true;
                 match delivered? {
-                    Ok(_) => tracing::debug!(message_sid = sid, to = reply.to(), "auto-reply sent"),
+                    Ok(_) => {
+                        confirmed(app, outcome);
+                        tracing::debug!(message_sid = sid, to = reply.to(), "auto-reply sent");
+                    }
                     Err(verdict) => {
                         tracing::warn!(message_sid = sid, to = reply.to(), %verdict, "the platform refused the auto-reply");
                     }
                 }
             }
             Effect::Reply(reply) => {
+                // Handed to Twilio in this webhook's answer, which follows.
+                confirmed(app, outcome);
                 tracing::debug!(
                     message_sid = sid,
                     to = reply.to(),
@@ -461,6 +466,29 @@ async fn perform(
         forward,
         notices,
     })
+}
+
+/// Notes a STOP or START confirmation as sent, in the history entry of the change it
+/// confirms. Off the answer's path: the note is evidence, not a condition of the answer, and a
+/// failure to write it is logged.
+fn confirmed(app: &Inner, outcome: &Outcome<'_>) {
+    let Some(change) = outcome.ledger() else {
+        return;
+    };
+    let (ledger, state, at) = (
+        app.ledger().clone(),
+        change.state(),
+        crate::message::now_ms(),
+    );
+    let (scope, participant) = (
+        change.key().scope().to_owned(),
+        change.key().participant().to_owned(),
+    );
+    tokio::spawn(async move {
+        if let Err(e) = ledger.confirmed(&scope, &participant, state, at).await {
+            tracing::warn!(error = %e, %scope, %participant, "could not note the confirmation as sent");
+        }
+    });
 }
 
 /// A provider's refusal of a send: the verdict, or a client error that retrying cannot fix.

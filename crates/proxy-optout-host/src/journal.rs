@@ -63,11 +63,6 @@ pub(crate) struct Journal {
     grew: Notify,
 }
 
-fn ms(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-}
-
 impl Journal {
     /// Opens (creating) the journal at `path`: WAL, every commit synced.
     pub(crate) fn open(path: &Path) -> Result<Journal, JournalError> {
@@ -153,7 +148,7 @@ impl Journal {
                     )?
                     .execute(params![
                         m.sid,
-                        ms(SystemTime::now()),
+                        i64::try_from(m.received_ms).unwrap_or(i64::MAX),
                         maybe_sent,
                         m.from,
                         m.to,
@@ -181,10 +176,10 @@ impl Journal {
             )?
             .query_row([], |r| {
                 let opt_out: Option<String> = r.get(8)?;
+                let received_ms = u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0);
                 Ok(Entry {
                     seq: r.get(0)?,
-                    received_at: UNIX_EPOCH
-                        + Duration::from_millis(u64::try_from(r.get::<_, i64>(1)?).unwrap_or(0)),
+                    received_at: UNIX_EPOCH + Duration::from_millis(received_ms),
                     maybe_sent: r.get(2)?,
                     message: Message {
                         sid: r.get(3)?,
@@ -194,6 +189,7 @@ impl Journal {
                         media: r.get(7)?,
                         opt_out_type: opt_out
                             .and_then(|t| Category::from_opt_out_type(&t).ok()),
+                        received_ms,
                     },
                 })
             })
@@ -251,6 +247,7 @@ mod tests {
             body: body.into(),
             media: 0,
             opt_out_type: Some(Category::OptOut),
+            received_ms: 1,
         }
     }
 

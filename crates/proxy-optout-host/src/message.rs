@@ -22,6 +22,15 @@ pub struct Message {
     pub(crate) body: String,
     pub(crate) media: u32,
     pub(crate) opt_out_type: Option<Category>,
+    /// When the webhook arrived (Unix milliseconds): a journaled message keeps its arrival.
+    pub(crate) received_ms: u64,
+}
+
+/// The system clock in Unix milliseconds.
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Message {
@@ -42,6 +51,7 @@ impl Message {
             body: m.body().to_owned(),
             media: m.num_media(),
             opt_out_type: m.opt_out_type(),
+            received_ms: now_ms(),
         }
     }
 

@@ -97,7 +97,20 @@ fn benches(c: &mut Criterion) {
                         for i in 0..iters as usize {
                             let k = &keys[(i * 37) % keys.len()];
                             direct
-                                .execute(&record, &[&"+1P", k, &"opted_out"])
+                                .execute(
+                                    &record,
+                                    &[
+                                        &"+1P",
+                                        k,
+                                        &"opted_out",
+                                        &"unspecified",
+                                        &None::<&str>,
+                                        &None::<&str>,
+                                        &None::<&str>,
+                                        &None::<&str>,
+                                        &None::<i64>,
+                                    ],
+                                )
                                 .await
                                 .unwrap();
                         }

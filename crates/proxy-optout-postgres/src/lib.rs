@@ -26,12 +26,15 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 // The driver types this crate's API shows (`PgStore::pool`, `StoreError`), so a host uses
 // exactly the versions the store was built with.
 pub use deadpool_postgres;
-use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+use proxy_optout::{AsyncOptOutStore, Change, ChangeSource, LedgerKey, OptState};
 pub use tokio_postgres;
 use tokio_postgres::NoTls;
 
+mod history;
+pub use history::SCHEMA_V4;
+
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The schema, version 1 (created in the configured PostgreSQL schema).
 pub const SCHEMA: &str = "
@@ -151,6 +154,16 @@ pub enum StoreError {
         /// The stored value.
         value: String,
     },
+    /// A history entry holds a value this build does not recognise.
+    #[error("history entry {seq} has {column} {value:?}, which this build does not know")]
+    UnrecognisedHistory {
+        /// The entry's sequence number.
+        seq: i64,
+        /// The column.
+        column: &'static str,
+        /// The stored value.
+        value: String,
+    },
     /// The configuration (URL, schema name) is invalid.
     #[error("invalid configuration: {0}")]
     Config(String),
@@ -171,6 +184,7 @@ pub struct Options {
     application_name: String,
     connect_timeout: Duration,
     answer_commit: Commit,
+    keep_texts: bool,
 }
 
 /// How a write's commit waits for the disk: PostgreSQL's `synchronous_commit` for one
@@ -201,11 +215,25 @@ impl Default for Options {
             application_name: "proxy-optout".into(),
             connect_timeout: Duration::from_secs(5),
             answer_commit: Commit::Synchronous,
+            keep_texts: true,
         }
     }
 }
 
 impl Options {
+    /// Whether history entries keep the text as received (default: yes). Off, an entry keeps
+    /// the keyword, the message id and the times, never the message text.
+    ///
+    /// ```
+    /// let o = proxy_optout_postgres::Options::default().keep_texts(false);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn keep_texts(mut self, keep: bool) -> Self {
+        self.keep_texts = keep;
+        self
+    }
+
     /// The PostgreSQL schema holding the tables (default `public`); created if missing.
     /// Letters, digits and `_` only.
     ///
@@ -317,6 +345,7 @@ pub struct PgStore {
     pool: Pool,
     schema: String,
     answer_commit: Commit,
+    keep_texts: bool,
 }
 
 impl std::fmt::Debug for PgStore {
@@ -328,10 +357,6 @@ impl std::fmt::Debug for PgStore {
     }
 }
 
-const RECORD: &str = "INSERT INTO opt_out_ledger (scope, participant, state, updated_at)
-     VALUES ($1, $2, $3, now())
-     ON CONFLICT (scope, participant)
-     DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at";
 const STATE: &str = "SELECT state FROM opt_out_ledger WHERE scope = $1 AND participant = $2";
 
 fn parse_state(scope: &str, participant: &str, value: &str) -> Result<OptState, StoreError> {
@@ -412,6 +437,7 @@ impl PgStore {
             pool,
             schema,
             answer_commit: options.answer_commit,
+            keep_texts: options.keep_texts,
         };
         store.migrate().await?;
         Ok(store)
@@ -488,7 +514,7 @@ impl PgStore {
             from => {
                 let from = from.unwrap_or(0);
                 // Version 2 adds functions only; they are (re)created below.
-                for (version, sql) in [(1, SCHEMA), (2, ""), (3, SCHEMA_V3)] {
+                for (version, sql) in [(1, SCHEMA), (2, ""), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
                     if version > from {
                         tx.batch_execute(sql).await?;
                         tx.execute(
@@ -501,6 +527,7 @@ impl PgStore {
             }
         }
         tx.batch_execute(FUNCTIONS).await?;
+        tx.batch_execute(history::FUNCTIONS).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -605,17 +632,8 @@ impl PgStore {
     }
 
     async fn record_now(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), StoreError> {
-        let client = self.pool.get().await?;
-        let result = async {
-            let stmt = client.prepare_cached(RECORD).await?;
-            client
-                .execute(&stmt, &[&key.scope(), &key.participant(), &state.as_str()])
-                .await
-        }
-        .await;
-        discard_if_broken(client, &result);
-        result?;
-        Ok(())
+        self.record_change_now(&Change::new(key, state, ChangeSource::Unspecified))
+            .await
     }
 
     async fn state_now(&self, key: LedgerKey<'_>) -> Result<OptState, StoreError> {
@@ -669,6 +687,22 @@ impl AsyncOptOutStore for PgStore {
         key: LedgerKey<'_>,
     ) -> impl Future<Output = Result<OptState, StoreError>> + Send {
         self.state_now(key)
+    }
+
+    fn record_change(
+        &self,
+        change: &Change<'_>,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.record_change_now(change)
+    }
+
+    fn confirmed(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+        unix_ms: u64,
+    ) -> impl Future<Output = Result<(), StoreError>> + Send {
+        self.confirm_now(key, state, unix_ms)
     }
 }
 
@@ -798,8 +832,10 @@ mod conversations {
 
 /// The SQL the store runs for `record` and `state`, for benchmarks that issue it directly.
 pub mod sql {
-    /// The upsert behind `record`.
-    pub const RECORD: &str = super::RECORD;
+    /// The call behind `record`: the state and its history entry, through
+    /// `proxy_optout_record(scope, participant, state, source, keyword, body, message_id,
+    /// rule_set, received_ms)`.
+    pub const RECORD: &str = super::history::RECORD;
     /// The read behind `state`.
     pub const STATE: &str = super::STATE;
     /// The claim, as a function a host's own statement can call:

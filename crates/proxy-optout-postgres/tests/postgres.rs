@@ -11,7 +11,7 @@ use proxy_optout::{
     AsyncOptOutStore, AsyncRelay, Inbound, LedgerKey, OptState, Participant, RelayError, Route,
     Withheld,
 };
-use proxy_optout_conformance::{check_async_store, AsyncHarness};
+use proxy_optout_conformance::{check_async_history, check_async_store, AsyncHarness, Fault};
 use proxy_optout_postgres::{Claim, Options, PgStore, StoreError};
 
 const SKIP: &str = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)";
@@ -78,6 +78,25 @@ impl AsyncHarness for Schemas {
             .unwrap();
         true
     }
+    async fn inject(&self, store: &PgStore, fault: Fault, on: bool) -> bool {
+        let table = match fault {
+            Fault::State => "opt_out_ledger",
+            _ => "opt_out_history",
+        };
+        let client = store.pool().get().await.unwrap();
+        let sql = if on {
+            format!(
+                "CREATE FUNCTION injected_fault() RETURNS trigger LANGUAGE plpgsql AS
+                   $$ BEGIN RAISE EXCEPTION 'injected fault'; END $$;
+                 CREATE TRIGGER injected_fault BEFORE INSERT OR UPDATE ON {table}
+                   FOR EACH ROW EXECUTE FUNCTION injected_fault();"
+            )
+        } else {
+            format!("DROP TRIGGER injected_fault ON {table}; DROP FUNCTION injected_fault();")
+        };
+        client.batch_execute(&sql).await.unwrap();
+        true
+    }
 }
 
 #[cfg_attr(
@@ -89,6 +108,7 @@ async fn postgres_passes_the_conformance_kit() {
     let _ = SKIP;
     let h = Schemas(Mutex::new(Vec::new()));
     check_async_store(&h).await;
+    check_async_history(&h).await;
     let schemas = h.0.lock().unwrap().clone();
     for s in schemas {
         drop_schema(&s).await;

@@ -23,14 +23,17 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use proxy_optout::{LedgerKey, OptOutStore, OptState};
+use proxy_optout::{Change, ChangeSource, LedgerKey, OptOutStore, OptState};
+
+mod history;
+pub use history::SCHEMA_V4;
 // The driver this crate's API shows (`with_connection`, `StoreError`'s sources), so a host uses
 // exactly the version the store was built with.
 pub use rusqlite;
 use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
 
 /// The schema version this crate writes and reads.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// The schema, version 1.
 pub const SCHEMA: &str = "
@@ -127,6 +130,16 @@ pub enum StoreError {
         /// The stored value.
         value: String,
     },
+    /// A history entry holds a value this build does not recognise.
+    #[error("history entry {seq} has {column} {value:?}, which this build does not know")]
+    UnrecognisedHistory {
+        /// The entry's sequence number.
+        seq: i64,
+        /// The column.
+        column: &'static str,
+        /// The stored value.
+        value: String,
+    },
     /// The blocking task running the query panicked or was cancelled.
     #[error("the database task did not finish: {0}")]
     Task(String),
@@ -186,6 +199,7 @@ pub struct Options {
     max_pages: Option<u32>,
     exclusive: bool,
     claims: Claims,
+    keep_texts: bool,
 }
 
 impl Default for Options {
@@ -197,6 +211,7 @@ impl Default for Options {
             max_pages: None,
             exclusive: false,
             claims: Claims::Table,
+            keep_texts: true,
         }
     }
 }
@@ -222,6 +237,20 @@ pub enum Claims {
 }
 
 impl Options {
+    /// Whether history entries keep the text as received (default: yes). Off, an entry keeps
+    /// the keyword, the message id and the times, never the message text: for a host whose
+    /// policy is not to store message contents.
+    ///
+    /// ```
+    /// let o = proxy_optout_sqlite::Options::default().keep_texts(false);
+    /// # let _ = o;
+    /// ```
+    #[must_use]
+    pub fn keep_texts(mut self, keep: bool) -> Self {
+        self.keep_texts = keep;
+        self
+    }
+
     /// How long a write waits for another connection's lock before [`StoreError::Busy`]
     /// (default 5 s: well inside Twilio's 15 s webhook timeout).
     ///
@@ -358,6 +387,8 @@ struct Inner {
     lazy_answers: bool,
     /// Whether commits are synced (`Durability::Full`).
     full: bool,
+    /// Whether history entries keep message texts.
+    keep_texts: bool,
 }
 
 /// The SQLite opt-out store. Cheap to clone (shared connection); `Send + Sync`.
@@ -473,6 +504,7 @@ impl SqliteStore {
                 lazy_answers: options.answer_durability == Durability::Normal
                     && options.durability == Durability::Full,
                 full: options.durability == Durability::Full,
+                keep_texts: options.keep_texts,
             }),
         })
     }
@@ -504,23 +536,7 @@ impl SqliteStore {
     }
 
     fn record_now(&self, key: LedgerKey<'_>, state: OptState) -> Result<(), StoreError> {
-        let conn = self.conn();
-        let mut stmt = conn
-            .prepare_cached(
-                "INSERT INTO opt_out_ledger (scope, participant, state, updated_at)
-                 VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (scope, participant)
-                 DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at",
-            )
-            .map_err(|e| self.err(e))?;
-        stmt.execute(params![
-            key.scope(),
-            key.participant(),
-            state.as_str(),
-            now_ms()
-        ])
-        .map_err(|e| self.err(e))?;
-        Ok(())
+        self.append_now(&Change::new(key, state, ChangeSource::Unspecified))
     }
 
     fn state_now(&self, key: LedgerKey<'_>) -> Result<OptState, StoreError> {
@@ -857,7 +873,7 @@ fn migrate(conn: &mut Connection, from: u32) -> rusqlite::Result<()> {
     // Re-read inside the write lock: another process may have migrated meanwhile.
     let version: u32 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
     if version == from {
-        for (to, sql) in [(1, SCHEMA), (2, SCHEMA_V2), (3, SCHEMA_V3)] {
+        for (to, sql) in [(1, SCHEMA), (2, SCHEMA_V2), (3, SCHEMA_V3), (4, SCHEMA_V4)] {
             if to > version {
                 tx.execute_batch(sql)?;
             }
@@ -877,15 +893,32 @@ impl OptOutStore for SqliteStore {
     fn state(&self, key: LedgerKey<'_>) -> Result<OptState, StoreError> {
         self.state_now(key)
     }
+
+    fn record_change(&self, change: &Change<'_>) -> Result<(), StoreError> {
+        self.append_now(change)
+    }
+
+    fn confirmed(
+        &self,
+        key: LedgerKey<'_>,
+        state: OptState,
+        unix_ms: u64,
+    ) -> Result<(), StoreError> {
+        self.confirm_now(key, state, unix_ms)
+    }
 }
 
 #[cfg(feature = "tokio")]
 mod asynchronous {
     use std::future::Future;
 
-    use proxy_optout::{AsyncOptOutStore, LedgerKey, OptState};
+    use proxy_optout::{
+        AsyncHistoryStore, AsyncOptOutStore, Change, HistoryEntry, HistoryQuery, LedgerKey,
+        OptState,
+    };
 
     use super::{SqliteStore, StoreError};
+    use crate::history::{OwnedChange, OwnedQuery};
 
     impl SqliteStore {
         async fn blocking<T: Send + 'static>(
@@ -919,6 +952,34 @@ mod asynchronous {
         ) -> impl Future<Output = Result<OptState, StoreError>> + Send {
             let key = key.to_owned();
             self.blocking(move |s| s.state_now(key.as_key()))
+        }
+
+        fn record_change(
+            &self,
+            change: &Change<'_>,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            let owned = OwnedChange::of(change);
+            self.blocking(move |s| s.append_now(&owned.as_change()))
+        }
+
+        fn confirmed(
+            &self,
+            key: LedgerKey<'_>,
+            state: OptState,
+            unix_ms: u64,
+        ) -> impl Future<Output = Result<(), StoreError>> + Send {
+            let key = key.to_owned();
+            self.blocking(move |s| s.confirm_now(key.as_key(), state, unix_ms))
+        }
+    }
+
+    impl AsyncHistoryStore for SqliteStore {
+        fn history(
+            &self,
+            query: &HistoryQuery<'_>,
+        ) -> impl Future<Output = Result<Vec<HistoryEntry>, StoreError>> + Send {
+            let owned = OwnedQuery::of(query);
+            self.blocking(move |s| s.history_now(&owned.as_query()))
         }
     }
 }

@@ -1,7 +1,10 @@
 //! The SQLite store passes the conformance kit on real files, sync and async.
 
 use proxy_optout::LedgerKey;
-use proxy_optout_conformance::{check_async_store, check_store, AsyncHarness, Harness};
+use proxy_optout_conformance::{
+    check_async_history, check_async_store, check_history, check_store, AsyncHarness, Fault,
+    Harness,
+};
 use proxy_optout_sqlite::SqliteStore;
 
 struct Files(tempfile::TempDir, std::sync::atomic::AtomicUsize);
@@ -20,12 +23,33 @@ fn corrupt(store: &SqliteStore, scope: &str, participant: &str) -> bool {
     store
         .with_connection(|c| {
             c.execute(
-                "INSERT INTO opt_out_ledger VALUES (?1, ?2, 'opted_sideways', 0)
+                "INSERT INTO opt_out_ledger (scope, participant, state, updated_at)
+                 VALUES (?1, ?2, 'opted_sideways', 0)
                  ON CONFLICT DO UPDATE SET state = 'opted_sideways'",
                 [scope, participant],
             )
         })
         .unwrap();
+    true
+}
+
+/// A trigger that fails every write of the table `fault` names.
+fn inject(store: &SqliteStore, fault: Fault, on: bool) -> bool {
+    let table = match fault {
+        Fault::State => "opt_out_ledger",
+        _ => "opt_out_history",
+    };
+    let sql = if on {
+        format!(
+            "CREATE TRIGGER injected_insert BEFORE INSERT ON {table}
+               BEGIN SELECT RAISE(ABORT, 'injected fault'); END;
+             CREATE TRIGGER injected_update BEFORE UPDATE ON {table}
+               BEGIN SELECT RAISE(ABORT, 'injected fault'); END;"
+        )
+    } else {
+        "DROP TRIGGER injected_insert; DROP TRIGGER injected_update;".into()
+    };
+    store.with_connection(|c| c.execute_batch(&sql)).unwrap();
     true
 }
 
@@ -37,6 +61,9 @@ impl Harness for Files {
     fn corrupt(&self, store: &SqliteStore, key: LedgerKey<'_>) -> bool {
         corrupt(store, key.scope(), key.participant())
     }
+    fn inject(&self, store: &SqliteStore, fault: Fault, on: bool) -> bool {
+        inject(store, fault, on)
+    }
 }
 
 impl AsyncHarness for Files {
@@ -46,6 +73,9 @@ impl AsyncHarness for Files {
     }
     async fn corrupt(&self, store: &SqliteStore, scope: &str, participant: &str) -> bool {
         corrupt(store, scope, participant)
+    }
+    async fn inject(&self, store: &SqliteStore, fault: Fault, on: bool) -> bool {
+        inject(store, fault, on)
     }
 }
 
@@ -91,4 +121,14 @@ fn conversation_bindings_are_kept_in_the_file_across_reopening() {
     assert_eq!(store.binding("CH1", "MB1").unwrap(), None);
     assert_eq!(store.bindings("CH2").unwrap(), vec![]);
     assert_eq!(store.bindings("CH1").unwrap(), vec![chat]);
+}
+
+#[test]
+fn sqlite_passes_the_sync_history_kit() {
+    check_history(&Files::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_passes_the_async_history_kit() {
+    check_async_history(&Files::new()).await;
 }

@@ -77,6 +77,66 @@ pub enum Command {
     /// Start on a temporary SQLite file, play a rider/driver conversation through signed
     /// webhooks over HTTP, print one line per step, and exit.
     Demo,
+    /// The opt-out list and its history in the configured --database: export them, or import
+    /// a list from another provider. On SQLite, run it while the server is stopped (the
+    /// server holds its file exclusively).
+    Optouts {
+        /// Export or import.
+        #[command(subcommand)]
+        action: OptoutsCommand,
+    },
+}
+
+/// `proxy-relay optouts ...`.
+///
+/// ```
+/// use clap::Parser;
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "optouts", "export", "--format", "jsonl"]);
+/// assert!(matches!(cli.command, Some(proxy_relay::Command::Optouts { .. })));
+/// ```
+#[derive(Debug, Subcommand)]
+pub enum OptoutsCommand {
+    /// Write the opted-out list (default) or the whole history, as CSV or JSON Lines, to
+    /// standard output or --output.
+    Export {
+        /// The opted-out list (each pair opted out now, with the entry that did it) or every
+        /// recorded change.
+        #[arg(long, value_enum, default_value_t)]
+        what: crate::ExportWhat,
+        /// CSV (times as ISO 8601 UTC) or JSON Lines (times in Unix milliseconds).
+        #[arg(long, value_enum, default_value_t)]
+        format: crate::ExportFormat,
+        /// Only this proxy number (or service id).
+        #[arg(long)]
+        scope: Option<String>,
+        /// Only this participant.
+        #[arg(long)]
+        participant: Option<String>,
+        /// Only entries recorded at or after this time (2025-03-14, 2025-03-14T09:00:00Z, or
+        /// Unix milliseconds).
+        #[arg(long)]
+        since: Option<String>,
+        /// Only entries recorded before this time.
+        #[arg(long)]
+        until: Option<String>,
+        /// Only entries that set this state (`opted_in` or `opted_out`; history only).
+        #[arg(long)]
+        state: Option<String>,
+        /// Write here instead of standard output.
+        #[arg(long)]
+        output: Option<std::path::PathBuf>,
+    },
+    /// Import a CSV list of opted-out participants (columns participant or phone_number,
+    /// proxy_number or scope, and optionally opted_out_at): all rows are checked first, and
+    /// with a bad one nothing is imported; re-running an import records nothing twice.
+    Import {
+        /// The CSV file (`-` for standard input).
+        file: std::path::PathBuf,
+        /// The proxy number (or service id) of every row, for a list without a proxy_number
+        /// column.
+        #[arg(long)]
+        scope: Option<String>,
+    },
 }
 
 /// The carrier-layer mode: who sends the STOP/START/HELP replies.

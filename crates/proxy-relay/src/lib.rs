@@ -50,6 +50,7 @@ mod app;
 mod backend;
 mod config;
 mod http;
+mod optouts;
 mod proxy;
 mod server;
 mod sessions;
@@ -57,9 +58,14 @@ mod sessions;
 pub use app::App;
 pub use backend::{Database, Db, DbError, SESSION_SCHEMA_VERSION};
 pub use config::{
-    sender_for, Cli, Command, Config, ConfigError, ModeArg, SenderArg, SenderConfig, ServeArgs,
+    sender_for, Cli, Command, Config, ConfigError, ModeArg, OptoutsCommand, SenderArg,
+    SenderConfig, ServeArgs,
 };
 pub use http::router;
+pub use optouts::{
+    export, format_time, import, parse_time, BadRow, ExportFilter, ExportFormat, ExportWhat,
+    ImportReport, OptOutDb, OptOutsError, COLUMNS, MAX_REPORTED, PAGE,
+};
 // The pipeline is `proxy-optout-host`'s; these are its types the server's API shows.
 pub use proxy::{ApiError, DEFAULT_SERVICE};
 pub use proxy_optout_host::{

@@ -5,7 +5,7 @@
 use std::process::ExitCode;
 
 use clap::Parser;
-use proxy_relay::{Cli, Command, Config, Server};
+use proxy_relay::{Cli, Command, Config, OptoutsCommand, Server};
 
 mod demo;
 
@@ -31,6 +31,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(Command::Optouts { action }) = cli.command {
+        return match runtime.block_on(optouts(&cli.serve.database, action)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("proxy-relay optouts: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if demo {
         return match runtime.block_on(demo::run()) {
             Ok(()) => ExitCode::SUCCESS,
@@ -103,4 +112,68 @@ async fn shutdown_signal() {
     }
     #[cfg(not(unix))]
     let _ = ctrl_c.await;
+}
+
+/// `proxy-relay optouts export|import` against the configured database.
+async fn optouts(database: &str, action: OptoutsCommand) -> Result<(), proxy_relay::OptOutsError> {
+    use proxy_relay::{ExportFilter, OptOutDb, OptOutsError};
+    let db = OptOutDb::open(database).await?;
+    match action {
+        OptoutsCommand::Export {
+            what,
+            format,
+            scope,
+            participant,
+            since,
+            until,
+            state,
+            output,
+        } => {
+            let time = |t: Option<String>| match t {
+                None => Ok(None),
+                Some(t) => proxy_relay::parse_time(&t).map(Some).ok_or_else(|| {
+                    OptOutsError::Filter(format!(
+                        "time {t:?} is not a date, an ISO 8601 UTC time or Unix milliseconds"
+                    ))
+                }),
+            };
+            let state =
+                match state {
+                    None => None,
+                    Some(s) => Some(s.parse().map_err(|e: proxy_optout::ParseError| {
+                        OptOutsError::Filter(e.to_string())
+                    })?),
+                };
+            let filter = ExportFilter {
+                scope,
+                participant,
+                since: time(since)?,
+                until: time(until)?,
+                state,
+            };
+            let n = match output {
+                Some(path) => {
+                    let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+                    proxy_relay::export(&db, what, &filter, format, &mut out).await?
+                }
+                None => {
+                    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+                    proxy_relay::export(&db, what, &filter, format, &mut out).await?
+                }
+            };
+            eprintln!("proxy-relay optouts: exported {n} entries");
+        }
+        OptoutsCommand::Import { file, scope } => {
+            let report = if file.as_os_str() == "-" {
+                proxy_relay::import(&db, std::io::stdin().lock(), scope.as_deref()).await?
+            } else {
+                proxy_relay::import(&db, std::fs::File::open(file)?, scope.as_deref()).await?
+            };
+            eprintln!(
+                "proxy-relay optouts: {} rows, {} opted out, {} already opted out",
+                report.rows, report.recorded, report.unchanged
+            );
+        }
+    }
+    Ok(())
 }

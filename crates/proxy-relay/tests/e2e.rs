@@ -409,11 +409,15 @@ async fn a_store_outage_journals_and_confirms_and_forwards_nothing_until_it_is_b
         s.participants[0].proxy_identifier.clone(),
         s.participants[1].proxy_identifier.clone(),
     );
-    // The ledger table disappears (a restored backup without it, an operator's mistake).
+    // The ledger's tables disappear (a restored backup without them, an operator's mistake).
+    // Both: SQLite rewrites the history's trigger to follow a renamed ledger table.
     let db = server.app().db().clone();
-    db.execute("ALTER TABLE opt_out_ledger RENAME TO ledger_away")
-        .await
-        .unwrap();
+    for sql in [
+        "ALTER TABLE opt_out_ledger RENAME TO ledger_away",
+        "ALTER TABLE opt_out_history RENAME TO history_away",
+    ] {
+        db.execute(sql).await.unwrap();
+    }
     // Both are answered 200 (Twilio does not retry a 5xx): journaled, nothing confirmed.
     let stop = c.message_form(&c.next_sid(), DRIVER, &dp, "STOP");
     let a = c.post_form(WEBHOOK_PATH, &stop, None).await.unwrap();
@@ -444,9 +448,12 @@ async fn a_store_outage_journals_and_confirms_and_forwards_nothing_until_it_is_b
     // The store comes back: the journal is handled in arrival order. The STOP is recorded
     // and confirmed through the REST API (its webhook was answered long ago), then the
     // rider's message is refused: the driver opted out first.
-    db.execute("ALTER TABLE ledger_away RENAME TO opt_out_ledger")
-        .await
-        .unwrap();
+    for sql in [
+        "ALTER TABLE ledger_away RENAME TO opt_out_ledger",
+        "ALTER TABLE history_away RENAME TO opt_out_history",
+    ] {
+        db.execute(sql).await.unwrap();
+    }
     journal_drained(&server).await;
     assert_eq!(state(&server, &dp, DRIVER).await, OptState::OptedOut);
     let sent = fake.sent();

@@ -170,6 +170,15 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
         participant: String,
     ) -> BoxFuture<'_, Result<OptState, LedgerError>>;
 
+    /// Notes the confirmation reply of a key's latest change to `state` as sent at `at_ms`.
+    fn confirmed(
+        &self,
+        scope: String,
+        participant: String,
+        state: OptState,
+        at_ms: u64,
+    ) -> BoxFuture<'_, Result<(), LedgerError>>;
+
     /// Whether the database answers.
     fn ping(&self) -> BoxFuture<'_, Result<(), LedgerError>>;
 
@@ -269,6 +278,34 @@ impl Ledger {
     pub async fn state(&self, proxy: &str, participant: &str) -> Result<OptState, LedgerError> {
         self.backend
             .state(proxy.to_owned(), participant.to_owned())
+            .await
+    }
+
+    /// Notes that the confirmation reply for the latest change of (`scope`, `participant`)
+    /// to `state` was handed to the platform at `at_ms` (Unix milliseconds): the history
+    /// entry's `confirmed_at`, set once. The pipeline calls it after each STOP or START
+    /// reply.
+    ///
+    /// # Errors
+    ///
+    /// [`LedgerError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let ledger: proxy_optout_host::Ledger = proxy_optout_host::SqliteLedger::open(dir.path().join("o.db")).await?.into();
+    /// ledger.confirmed("+1P", "+1A", proxy_optout::OptState::OptedOut, 1_700_000_000_000).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn confirmed(
+        &self,
+        scope: &str,
+        participant: &str,
+        state: OptState,
+        at_ms: u64,
+    ) -> Result<(), LedgerError> {
+        self.backend
+            .confirmed(scope.to_owned(), participant.to_owned(), state, at_ms)
             .await
     }
 

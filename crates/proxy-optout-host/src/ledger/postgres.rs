@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use proxy_optout::AsyncOptOutStore as _;
 use proxy_optout::{
-    Answer, Answers, Feedback, FeedbackError, LedgerKey, LedgerScope, OptState, RelayCore,
-    Settings, Step, TwilioProxy,
+    Answer, Answers, Change, Feedback, FeedbackError, LedgerKey, LedgerScope, OptState, RelayCore,
+    RuleSet, Settings, Step, TwilioProxy,
 };
 use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::Row;
@@ -31,7 +31,8 @@ use crate::routing::{RouteResult, Routing, RoutingError, SessionRoute};
 const DECIDE_FUNCTION: &str = "
 CREATE OR REPLACE FUNCTION {NAME}(
     p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
-    p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT)
+    p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT,
+    p_source TEXT, p_keyword TEXT, p_body TEXT, p_rule_set TEXT, p_received_ms BIGINT)
 RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT,
                session_sid TEXT, other TEXT, other_proxy TEXT)
 LANGUAGE plpgsql VOLATILE AS $$
@@ -51,10 +52,9 @@ BEGIN
     END IF;
     SELECT r.* INTO session_sid, other, other_proxy FROM ({ROUTE}) AS r LIMIT 1;
     IF p_write_state IS NOT NULL THEN
-        INSERT INTO opt_out_ledger AS l (scope, participant, state, updated_at)
-        VALUES (COALESCE(p_scope, p_to), p_from, p_write_state, now())
-        ON CONFLICT (scope, participant)
-        DO UPDATE SET state = excluded.state, updated_at = excluded.updated_at;
+        -- The state and its history entry, together (the store crate's function).
+        PERFORM proxy_optout_record(COALESCE(p_scope, p_to), p_from, p_write_state, p_source,
+                                    p_keyword, p_body, p_message_id, p_rule_set, p_received_ms);
     END IF;
     SELECT l.state INTO sender_state FROM opt_out_ledger l
      WHERE l.scope = COALESCE(p_scope, p_to) AND l.participant = p_from;
@@ -68,14 +68,14 @@ $$;
 ";
 
 /// The decision for a route the host's routing found first.
-const RESOLVED: &str = "proxy_optout_host_decide_v2";
+const RESOLVED: &str = "proxy_optout_host_decide_v3";
 
 /// The statement that calls the decision function `name`. Built once per function, not per
 /// message.
 fn call_of(name: &str) -> String {
     format!(
         "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
-         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8)"
+         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
     )
 }
 
@@ -111,7 +111,7 @@ fn routed_name(query: &str) -> String {
     let hash = query.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("proxy_optout_host_routed_v1_{hash:016x}")
+    format!("proxy_optout_host_routed_v2_{hash:016x}")
 }
 
 async fn client(pg: &PgStore) -> Result<Object, LedgerError> {
@@ -261,12 +261,13 @@ impl PgLedger {
         // addresses), so it is known before the trip and stored inside it. The steps below
         // still decide: a change they ask for that was not stored gets its own write.
         let settings = Settings::from_policy(&TwilioProxy, &m.to, None);
-        let predicted = core
+        let plan = core
             .plan(&inbound, None, settings)
-            .map_err(DecideError::Input)?
+            .map_err(DecideError::Input)?;
+        let predicted = plan
             .finish(Answers::new())
             .ledger()
-            .map(|c| c.state());
+            .map(|c| plan.change(c.state()).with_received_at(m.received_ms));
         let scope = match core.scope() {
             LedgerScope::Service(id) => Some(id.as_str()),
             _ => None,
@@ -307,6 +308,7 @@ impl PgLedger {
                 } else {
                     resolved
                 };
+                let predicted = predicted.map(|c| c.state());
                 self.steps(core, m, route, &row, predicted, resumed).await
             }
             Err(e) => Err(e),
@@ -326,12 +328,21 @@ impl PgLedger {
         stale: f64,
         m: &Message,
         scope: Option<&str>,
-        write: Option<OptState>,
+        write: Option<Change<'_>>,
         route: Option<&SessionRoute>,
         routed: Option<&str>,
     ) -> Result<Row, LedgerError> {
         let c = client(&self.pg).await?;
-        let write = write.map(OptState::as_str);
+        let state = write.map(|w| w.state().as_str());
+        let source = write.map(|w| w.source().as_str());
+        let keyword = write.and_then(|w| w.keyword());
+        let body = write
+            .and_then(|w| w.text())
+            .filter(|_| self.pg.keeps_texts());
+        let rule_set = write.and_then(|w| w.rule_set()).map(RuleSet::as_str);
+        let received = write
+            .and_then(|w| w.received_at())
+            .map(|t| i64::try_from(t).unwrap_or(i64::MAX));
         let stmt = c.prepare_cached(routed.unwrap_or(&self.resolved)).await?;
         let other = route.and_then(SessionRoute::recipient);
         let (other, other_proxy) = (
@@ -346,9 +357,14 @@ impl PgLedger {
                 &m.from,
                 &m.to,
                 &scope,
-                &write,
+                &state,
                 &other,
                 &other_proxy,
+                &source,
+                &keyword,
+                &body,
+                &rule_set,
+                &received,
             ],
         )
         .await?)
@@ -392,9 +408,16 @@ impl PgLedger {
                 Step::Record(key, state) if key == sender_key && predicted == Some(state) => {
                     Answer::Recorded(Ok(()))
                 }
-                Step::Record(key, state) => {
-                    Answer::Recorded(self.pg.record(key, state).await.map_err(LedgerError::from))
-                }
+                Step::Record(key, state) => Answer::Recorded(
+                    match steps.change() {
+                        Some(c) => {
+                            let c = c.with_received_at(m.received_ms);
+                            self.pg.record_change(&c).await
+                        }
+                        None => self.pg.record(key, state).await,
+                    }
+                    .map_err(LedgerError::from),
+                ),
                 other => policy_answer(&other).unwrap_or(Answer::Unavailable),
             };
             steps.answer(answer);
@@ -529,13 +552,11 @@ impl Backend for PgLedger {
                 from: &from,
                 to: &to,
             })?;
-            let recorded = match out.ledger() {
-                Some(c) => Some(
-                    self.pg
-                        .record(c.key(), c.state())
-                        .await
-                        .map_err(LedgerError::from),
-                ),
+            let recorded = match out.change() {
+                Some(c) => {
+                    let c = c.with_received_at(crate::message::now_ms());
+                    Some(self.pg.record_change(&c).await.map_err(LedgerError::from))
+                }
                 None => None,
             };
             out.settle(recorded).map(|_| ())
@@ -548,6 +569,19 @@ impl Backend for PgLedger {
         participant: String,
     ) -> BoxFuture<'_, Result<OptState, LedgerError>> {
         Box::pin(async move { Ok(self.pg.state(LedgerKey::new(&scope, &participant)).await?) })
+    }
+
+    fn confirmed(
+        &self,
+        scope: String,
+        participant: String,
+        state: OptState,
+        at_ms: u64,
+    ) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(async move {
+            let key = LedgerKey::new(&scope, &participant);
+            Ok(self.pg.confirmed(key, state, at_ms).await?)
+        })
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), LedgerError>> {

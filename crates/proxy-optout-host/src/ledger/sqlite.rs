@@ -281,9 +281,13 @@ fn decide_claimed(
     while let Some(step) = steps.next() {
         let answer = match step {
             Step::State(key) => Answer::State(store.state(key).map_err(LedgerError::from)),
-            Step::Record(key, state) => {
-                Answer::Recorded(store.record(key, state).map_err(LedgerError::from))
-            }
+            Step::Record(key, state) => Answer::Recorded(
+                match steps.change() {
+                    Some(c) => store.record_change(&c.with_received_at(m.received_ms)),
+                    None => store.record(key, state),
+                }
+                .map_err(LedgerError::from),
+            ),
             other => policy_answer(&other).unwrap_or(Answer::Unavailable),
         };
         steps.answer(answer);
@@ -368,8 +372,11 @@ impl Backend for SqliteLedger {
                     let feedback = Feedback::Refused { from: &f, to: &t };
                     Ok(match core.feedback(&feedback) {
                         Ok(out) => {
-                            let recorded = out.ledger().map(|c| {
-                                store.record(c.key(), c.state()).map_err(LedgerError::from)
+                            let now = crate::message::now_ms();
+                            let recorded = out.change().map(|c| {
+                                store
+                                    .record_change(&c.with_received_at(now))
+                                    .map_err(LedgerError::from)
                             });
                             out.settle(recorded).map(|_| ())
                         }
@@ -398,6 +405,18 @@ impl Backend for SqliteLedger {
             self.worker
                 .run(move |store| Ok(store.state(LedgerKey::new(&scope, &participant))?)),
         )
+    }
+
+    fn confirmed(
+        &self,
+        scope: String,
+        participant: String,
+        state: OptState,
+        at_ms: u64,
+    ) -> BoxFuture<'_, Result<(), LedgerError>> {
+        Box::pin(self.worker.run(move |store| {
+            Ok(store.confirmed(LedgerKey::new(&scope, &participant), state, at_ms)?)
+        }))
     }
 
     fn ping(&self) -> BoxFuture<'_, Result<(), LedgerError>> {
