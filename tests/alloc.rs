@@ -295,7 +295,12 @@ fn relay_steps_never_allocate() {
                                 Step::State(_) if store_up => Answer::State(Ok(state)),
                                 Step::State(_) => Answer::State(Err(1)),
                                 Step::Intercept(..) => Answer::Intercept(verdict),
-                                Step::Record(..) if store_up => Answer::Recorded(Ok(())),
+                                // The change's facts, as a history-keeping driver asks.
+                                Step::Record(key, state) if store_up => {
+                                    let change = steps.change().expect("a pending record");
+                                    assert_eq!((change.key(), change.state()), (key, state));
+                                    Answer::Recorded(Ok(()))
+                                }
                                 _ => Answer::Unavailable,
                             });
                         }
