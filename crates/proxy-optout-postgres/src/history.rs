@@ -98,8 +98,10 @@ const READ: &str = "SELECT seq, scope, participant, state, source, keyword, body
     ORDER BY seq
     LIMIT $8";
 
+/// Unix milliseconds as PostgreSQL takes them: at most the end of year 9999, where its
+/// timestamps end.
 fn ms(v: Option<u64>) -> Option<i64> {
-    v.map(|t| i64::try_from(t).unwrap_or(i64::MAX))
+    v.map(|t| t.min(253_402_300_799_999) as i64)
 }
 
 fn unrecognised(seq: i64, column: &'static str, value: &str) -> StoreError {
@@ -247,7 +249,7 @@ impl PgStore {
                 .query(
                     &stmt,
                     &[
-                        &ms(Some(query.get_after())),
+                        &i64::try_from(query.get_after()).unwrap_or(i64::MAX),
                         &query.get_scope(),
                         &query.get_participant(),
                         &query.get_state().map(OptState::as_str),

@@ -221,7 +221,7 @@ impl SqliteStore {
         let rows = stmt
             .query_map(
                 params![
-                    ms(Some(query.get_after())),
+                    i64::try_from(query.get_after()).unwrap_or(i64::MAX),
                     query.get_scope(),
                     query.get_participant(),
                     query.get_state().map(OptState::as_str),

@@ -39,6 +39,10 @@ impl ConfigError {
     }
 }
 
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n) * 86_400)
+}
+
 /// The command line. Settings may come before or after the subcommand.
 ///
 /// ```
@@ -215,6 +219,14 @@ pub struct ServeArgs {
         default_value_t = 1000
     )]
     pub session_sweep_ms: u64,
+    /// Days of opt-out history to keep (default: all). The entry behind each current
+    /// opt-out is always kept. TCPA claims can be brought for four years: keep at least 1461.
+    #[arg(long, global = true, env = "PROXY_RELAY_HISTORY_RETENTION_DAYS")]
+    pub history_retention_days: Option<u32>,
+    /// Days to keep the message texts in the opt-out history (default: as long as the
+    /// entries); the entries stay, without their text. 0 keeps no texts at all.
+    #[arg(long, global = true, env = "PROXY_RELAY_TEXT_RETENTION_DAYS")]
+    pub text_retention_days: Option<u32>,
     /// The proxy number pool, comma-separated.
     #[arg(
         long,
@@ -414,6 +426,10 @@ pub struct Config {
     pub api_keys: Vec<(String, String)>,
     /// How often expired sessions are closed.
     pub session_sweep: Duration,
+    /// How long opt-out history is kept (`None`: for ever).
+    pub history_retention: Option<Duration>,
+    /// How long message texts are kept in it (`None`: as long as the entries).
+    pub text_retention: Option<Duration>,
     /// Whether the tokens were generated for this run (and should be shown once).
     pub generated: Vec<&'static str>,
     /// The proxy number pool.
@@ -602,6 +618,8 @@ impl Config {
             account_sid,
             api_keys,
             session_sweep: Duration::from_millis(args.session_sweep_ms.max(10)),
+            history_retention: args.history_retention_days.map(days),
+            text_retention: args.text_retention_days.map(days),
             generated,
             proxy_numbers,
             mode: match args.mode {

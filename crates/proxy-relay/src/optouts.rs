@@ -111,6 +111,7 @@ pub const COLUMNS: [&str; 12] = [
 ];
 
 /// The configured database, as the stores see it.
+#[non_exhaustive]
 #[derive(Clone, Debug)]
 pub enum OptOutDb {
     /// A SQLite file.

@@ -3,7 +3,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use proxy_optout_host::{Metrics, Pipeline, Sender};
 use tokio::sync::oneshot;
@@ -64,6 +64,7 @@ pub struct Server {
     serving: JoinHandle<std::io::Result<()>>,
     grace: Duration,
     sweeping: (CancellationToken, JoinHandle<()>),
+    retaining: (CancellationToken, JoinHandle<()>),
 }
 
 impl std::fmt::Debug for Server {
@@ -172,6 +173,16 @@ impl Server {
                 stop,
             )),
         );
+        let stop = CancellationToken::new();
+        let retaining = (
+            stop.clone(),
+            tokio::spawn(retain(
+                app.db().clone(),
+                config.history_retention,
+                config.text_retention,
+                stop,
+            )),
+        );
         tracing::info!(%addr, public_url = %app.public_url(), database = %config.database.redacted(), journal = %app.pipeline().journal_path().map(|p| p.display().to_string()).unwrap_or_default(), journaled = app.journal_depth(), sender = app.pipeline().sender().name(), mode = ?config.mode, "serving");
         let (inbound, status) = webhook_urls(app.public_url());
         tracing::info!(
@@ -186,6 +197,7 @@ impl Server {
             serving,
             grace: config.shutdown_grace,
             sweeping,
+            retaining,
         })
     }
 
@@ -292,6 +304,8 @@ impl Server {
         // (what is left stays journaled for the next start), and closes the database.
         self.sweeping.0.cancel();
         let _ = (&mut self.sweeping.1).await;
+        self.retaining.0.cancel();
+        let _ = (&mut self.retaining.1).await;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());
         let finished = self.app.pipeline().shutdown_within(left).await;
         match (served, finished) {
@@ -386,4 +400,36 @@ pub fn webhook_urls(public_url: &str) -> (String, String) {
         proxy_optout_host::webhook_url(public_url, crate::WEBHOOK_PATH),
         format!("{public_url}{}", crate::STATUS_CALLBACK_PATH),
     )
+}
+
+/// Applies the opt-out history's retention hourly (and once at start), until `stop`.
+async fn retain(
+    db: crate::Db,
+    history: Option<Duration>,
+    texts: Option<Duration>,
+    stop: CancellationToken,
+) {
+    if history.is_none() && texts.is_none() {
+        return;
+    }
+    let before = |keep: Option<Duration>| {
+        keep.and_then(|k| SystemTime::now().checked_sub(k))
+            .map(|t| {
+                t.duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64)
+            })
+    };
+    loop {
+        match db.purge_history(before(history), before(texts)).await {
+            Ok((0, 0)) => {}
+            Ok((deleted, cleared)) => {
+                tracing::info!(deleted, cleared, "opt-out history retention applied");
+            }
+            Err(e) => tracing::warn!(error = %e, "could not apply the opt-out history's retention"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_secs(3600)) => {}
+        }
+    }
 }

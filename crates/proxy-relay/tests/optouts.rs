@@ -78,7 +78,8 @@ async fn a_conversation_leaves_each_change_with_its_evidence(db: &TestDb) {
     assert_eq!(server.app().db().scalar(confirmed).await.unwrap(), 3);
     server.shutdown().await.unwrap();
 
-    let db = OptOutDb::open(&db.url()).await.unwrap();
+    let url = db.url();
+    let db = OptOutDb::open(&url).await.unwrap();
     let all = history(&db, &ExportFilter::default()).await;
     assert_eq!(all.len(), 3, "{all:#?}");
     let driver = history(
@@ -141,6 +142,30 @@ async fn a_conversation_leaves_each_change_with_its_evidence(db: &TestDb) {
     )
     .await;
     assert_eq!(ins.len(), 1);
+
+    // Retention: texts go first, then entries, never the one behind a current opt-out.
+    drop(db);
+    let relay_db = proxy_relay::Db::open(&proxy_relay::Database::parse(&url), 2)
+        .await
+        .unwrap();
+    let all_of_it = Some(u64::MAX);
+    assert_eq!(
+        relay_db.purge_history(None, all_of_it).await.unwrap(),
+        (0, 3)
+    );
+    assert_eq!(
+        relay_db.purge_history(all_of_it, None).await.unwrap(),
+        (2, 0)
+    );
+    relay_db.close().await;
+    let db = OptOutDb::open(&url).await.unwrap();
+    let left = history(&db, &ExportFilter::default()).await;
+    assert_eq!(left.len(), 1, "{left:#?}");
+    assert_eq!(
+        (left[0].participant.as_str(), left[0].text.as_deref()),
+        (RIDER, None)
+    );
+    assert_eq!(left[0].keyword.as_deref(), Some("UNSUBSCRIBE"));
 }
 
 async fn an_imported_list_is_honoured_and_a_rerun_changes_nothing(db: &TestDb) {

@@ -339,6 +339,58 @@ impl Db {
         Ok(self.ledger.purge_processed().await?)
     }
 
+    /// Applies the opt-out history's retention: deletes entries recorded before
+    /// `history_before` except the one behind each current opt-out, and clears the text of
+    /// entries recorded before `texts_before` (Unix milliseconds; `None`: nothing). Returns
+    /// (entries deleted, texts cleared).
+    ///
+    /// # Errors
+    ///
+    /// [`DbError`].
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// # let dir = tempfile::tempdir()?;
+    /// # let db = proxy_relay::Db::open(&proxy_relay::Database::Sqlite(dir.path().join("r.db")), 4).await?;
+    /// assert_eq!(db.purge_history(Some(u64::MAX), Some(u64::MAX)).await?, (0, 0));
+    /// # Ok(()) }
+    /// ```
+    pub async fn purge_history(
+        &self,
+        history_before: Option<u64>,
+        texts_before: Option<u64>,
+    ) -> Result<(u64, u64), DbError> {
+        // SQLite keeps Unix milliseconds, PostgreSQL timestamps.
+        let at = match &*self.sql {
+            sql::Sql::Sqlite(_) => "?1",
+            sql::Sql::Postgres(_) => "to_timestamp(?1::bigint / 1000.0)",
+        };
+        let delete = format!(
+            "DELETE FROM opt_out_history WHERE recorded_at < {at}
+               AND seq NOT IN (SELECT history_seq FROM opt_out_ledger
+                               WHERE state = 'opted_out' AND history_seq IS NOT NULL)"
+        );
+        let clear = format!(
+            "UPDATE opt_out_history SET body = NULL WHERE recorded_at < {at} AND body IS NOT NULL"
+        );
+        // Year 9999 at the latest: PostgreSQL's timestamps end there.
+        let ms = |t: Option<u64>| t.map(|t| sql::Val::from(t.min(253_402_300_799_999) as i64));
+        let (history, texts) = (ms(history_before), ms(texts_before));
+        self.sql
+            .run(move |tx| {
+                let deleted = match history {
+                    Some(t) => tx.execute(&delete, &[t])?,
+                    None => 0,
+                };
+                let cleared = match texts {
+                    Some(t) => tx.execute(&clear, &[t])?,
+                    None => 0,
+                };
+                Ok((deleted, cleared))
+            })
+            .await
+    }
+
     /// Finishes queued writes and lets go of the database: the SQLite file and its lock, or
     /// the PostgreSQL connections. Every later call fails.
     ///
