@@ -224,7 +224,7 @@ pub struct ServeArgs {
     #[arg(long, global = true, env = "PROXY_RELAY_HISTORY_RETENTION_DAYS")]
     pub history_retention_days: Option<u32>,
     /// Days to keep the message texts in the opt-out history (default: as long as the
-    /// entries); the entries stay, without their text. 0 keeps no texts at all.
+    /// entries); the entries stay, without their text. 0 clears them at each hourly pass.
     #[arg(long, global = true, env = "PROXY_RELAY_TEXT_RETENTION_DAYS")]
     pub text_retention_days: Option<u32>,
     /// The proxy number pool, comma-separated.
