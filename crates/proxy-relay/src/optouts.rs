@@ -6,7 +6,7 @@ use std::io::{Read, Write};
 
 use proxy_optout::{
     validate_identifier, AsyncHistoryStore, Change, ChangeSource, HistoryEntry, HistoryQuery,
-    IdentifierError, LedgerKey, OptState,
+    HistoryStore, IdentifierError, LedgerKey, OptState,
 };
 use proxy_optout_postgres::PgStore;
 use proxy_optout_sqlite::SqliteStore;
@@ -118,6 +118,8 @@ pub enum OptOutDb {
     Sqlite(SqliteStore),
     /// A PostgreSQL database.
     Postgres(PgStore),
+    /// The SQLite file a running server holds, reached through its database thread.
+    Served(proxy_optout_host::SqliteLedger),
 }
 
 impl OptOutDb {
@@ -143,10 +145,28 @@ impl OptOutDb {
         }
     }
 
-    async fn page(&self, query: &HistoryQuery<'_>) -> Result<Vec<HistoryEntry>, OptOutsError> {
+    /// The database a running server uses (for its admin API).
+    pub(crate) fn of(db: &crate::Db) -> OptOutDb {
+        match &*db.sql() {
+            crate::backend::sql::Sql::Sqlite(ledger) => OptOutDb::Served(ledger.clone()),
+            crate::backend::sql::Sql::Postgres(pg) => OptOutDb::Postgres(pg.clone()),
+        }
+    }
+
+    pub(crate) async fn page(
+        &self,
+        query: &HistoryQuery<'_>,
+    ) -> Result<Vec<HistoryEntry>, OptOutsError> {
         Ok(match self {
             OptOutDb::Sqlite(s) => AsyncHistoryStore::history(s, query).await?,
             OptOutDb::Postgres(p) => AsyncHistoryStore::history(p, query).await?,
+            OptOutDb::Served(ledger) => {
+                let owned = OwnedQuery::of(query);
+                ledger
+                    .call(move |store| HistoryStore::history(store, &owned.as_query()))
+                    .await
+                    .map_err(served)??
+            }
         })
     }
 
@@ -165,7 +185,60 @@ impl OptOutDb {
                 .map_err(|e| std::io::Error::other(e.to_string()))?? as u64
             }
             OptOutDb::Postgres(p) => p.record_changes(changes).await?,
+            OptOutDb::Served(ledger) => {
+                let owned: Vec<HistoryEntry> =
+                    changes.iter().map(|c| HistoryEntry::new(0, c, 0)).collect();
+                ledger
+                    .call_durable(move |store| {
+                        let changes: Vec<Change<'_>> =
+                            owned.iter().map(HistoryEntry::as_change).collect();
+                        store.record_changes(&changes)
+                    })
+                    .await
+                    .map_err(served)?? as u64
+            }
         })
+    }
+}
+
+fn served(e: proxy_optout_host::LedgerError) -> OptOutsError {
+    OptOutsError::Io(std::io::Error::other(e.to_string()))
+}
+
+/// A [`HistoryQuery`] that owns its strings, to cross to the database thread.
+struct OwnedQuery {
+    scope: Option<String>,
+    participant: Option<String>,
+    query: HistoryQuery<'static>,
+}
+
+impl OwnedQuery {
+    fn of(q: &HistoryQuery<'_>) -> Self {
+        let (since, until) = q.get_recorded_between();
+        let mut query = HistoryQuery::new()
+            .current_only(q.is_current_only())
+            .recorded_between(since, until)
+            .after(q.get_after())
+            .limit(q.get_limit());
+        if let Some(s) = q.get_state() {
+            query = query.state(s);
+        }
+        OwnedQuery {
+            scope: q.get_scope().map(Into::into),
+            participant: q.get_participant().map(Into::into),
+            query,
+        }
+    }
+
+    fn as_query(&self) -> HistoryQuery<'_> {
+        let mut q = self.query;
+        if let Some(s) = &self.scope {
+            q = q.scope(s);
+        }
+        if let Some(p) = &self.participant {
+            q = q.participant(p);
+        }
+        q
     }
 }
 
@@ -277,6 +350,24 @@ pub async fn export(
     format: ExportFormat,
     out: &mut impl Write,
 ) -> Result<u64, OptOutsError> {
+    let query = query_for(what, filter);
+    out.write_all(&render_header(format)?)?;
+    let (mut written, mut after) = (0, 0);
+    loop {
+        let page = db.page(&query.after(after)).await?;
+        out.write_all(&render_page(format, &page)?)?;
+        written += page.len() as u64;
+        match page.last() {
+            Some(last) if page.len() == PAGE => after = last.seq,
+            _ => break,
+        }
+    }
+    out.flush()?;
+    Ok(written)
+}
+
+/// The query behind an export of `what` under `filter`, a page of [`PAGE`].
+pub(crate) fn query_for(what: ExportWhat, filter: &ExportFilter) -> HistoryQuery<'_> {
     let mut query = HistoryQuery::new()
         .recorded_between(filter.since, filter.until)
         .limit(PAGE);
@@ -286,48 +377,47 @@ pub async fn export(
     if let Some(p) = &filter.participant {
         query = query.participant(p);
     }
-    query = match (what, filter.state) {
+    match (what, filter.state) {
         (ExportWhat::Optouts, _) => query.current_only(true).state(OptState::OptedOut),
         (ExportWhat::History, Some(state)) => query.state(state),
         (ExportWhat::History, None) => query,
-    };
-    let mut sink = match format {
-        ExportFormat::Csv => {
-            let mut w = csv::Writer::from_writer(&mut *out);
-            w.write_record(COLUMNS).map_err(csv_error)?;
-            Sink::Csv(Box::new(w))
-        }
-        ExportFormat::Jsonl => Sink::Json(&mut *out),
-    };
-    let (mut written, mut after) = (0, 0);
-    loop {
-        let page = db.page(&query.after(after)).await?;
-        for e in &page {
-            match &mut sink {
-                Sink::Csv(w) => w.write_record(csv_row(e)).map_err(csv_error)?,
-                Sink::Json(out) => {
-                    serde_json::to_writer(&mut **out, e).map_err(std::io::Error::other)?;
-                    out.write_all(b"\n")?;
-                }
-            }
-        }
-        written += page.len() as u64;
-        match page.last() {
-            Some(last) if page.len() == PAGE => after = last.seq,
-            _ => break,
-        }
     }
-    match sink {
-        Sink::Csv(mut w) => w.flush()?,
-        Sink::Json(out) => out.flush()?,
-    }
-    Ok(written)
 }
 
-/// Where an export's entries go.
-enum Sink<'w, W: Write> {
-    Csv(Box<csv::Writer<&'w mut W>>),
-    Json(&'w mut W),
+/// What an export starts with: CSV's header line, nothing for JSON Lines.
+pub(crate) fn render_header(format: ExportFormat) -> Result<Vec<u8>, OptOutsError> {
+    match format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            w.write_record(COLUMNS).map_err(csv_error)?;
+            w.into_inner().map_err(|e| OptOutsError::Io(e.into_error()))
+        }
+        ExportFormat::Jsonl => Ok(Vec::new()),
+    }
+}
+
+/// One page of entries, rendered.
+pub(crate) fn render_page(
+    format: ExportFormat,
+    entries: &[HistoryEntry],
+) -> Result<Vec<u8>, OptOutsError> {
+    match format {
+        ExportFormat::Csv => {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            for e in entries {
+                w.write_record(csv_row(e)).map_err(csv_error)?;
+            }
+            w.into_inner().map_err(|e| OptOutsError::Io(e.into_error()))
+        }
+        ExportFormat::Jsonl => {
+            let mut out = Vec::new();
+            for e in entries {
+                serde_json::to_writer(&mut out, e).map_err(std::io::Error::other)?;
+                out.push(b'\n');
+            }
+            Ok(out)
+        }
+    }
 }
 
 fn csv_error(e: csv::Error) -> OptOutsError {

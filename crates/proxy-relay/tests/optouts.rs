@@ -6,7 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use common::{client, on_each_database, start_with_twilio, FakeTwilio, TestDb};
+use common::{
+    client, on_each_database, start_with_twilio, FakeTwilio, TestDb, ACCOUNT_SID, AUTH_TOKEN,
+};
 use proxy_optout::{ChangeSource, HistoryEntry, OptState, RuleSet};
 use proxy_relay::{export, import, ExportFilter, ExportFormat, ExportWhat, OptOutDb, OptOutsError};
 
@@ -17,6 +19,7 @@ on_each_database!(
     a_conversation_leaves_each_change_with_its_evidence,
     an_imported_list_is_honoured_and_a_rerun_changes_nothing,
     a_bad_row_imports_nothing_and_is_named_by_line,
+    the_admin_api_imports_and_streams_exports_behind_basic_auth,
 );
 
 async fn history(db: &OptOutDb, filter: &ExportFilter) -> Vec<HistoryEntry> {
@@ -283,4 +286,87 @@ fn the_optouts_commands_import_and_export_through_the_configured_database() {
     ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("line 2"));
+}
+
+async fn the_admin_api_imports_and_streams_exports_behind_basic_auth(db: &TestDb) {
+    let fake = FakeTwilio::start().await;
+    let server = start_with_twilio(&db.url(), &fake, &[]).await;
+    let url = format!("{}/v1/OptOuts", server.url());
+    let http = reqwest::Client::new();
+    // 2,500 rows: the export below spans three pages.
+    let mut list = String::from("participant\n");
+    for i in 0..2500 {
+        list.push_str(&format!("+1555{i:07}\n"));
+    }
+    let r = http
+        .post(format!("{url}?Scope=%2B15550000100"))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .header("content-type", "text/csv")
+        .body(list.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let report: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(
+        (report["rows"].as_u64(), report["recorded"].as_u64()),
+        (Some(2500), Some(2500))
+    );
+    let r = http
+        .get(format!("{url}?Format=jsonl&Scope=%2B15550000100"))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let text = r.text().await.unwrap();
+    let entries: Vec<HistoryEntry> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 2500);
+    assert!(
+        entries.windows(2).all(|w| w[0].seq < w[1].seq),
+        "in order, none twice"
+    );
+    let r = http
+        .get(format!("{url}?What=history"))
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["content-type"], "text/csv; charset=utf-8");
+    assert_eq!(r.text().await.unwrap().lines().count(), 2501);
+    // Bad parameters and bad rows are 400 with Proxy's error body; no credentials, 401.
+    for (query, says) in [
+        ("What=everything", "What"),
+        ("Since=soon", "Since"),
+        ("State=maybe", "State"),
+    ] {
+        let r = http
+            .get(format!("{url}?{query}"))
+            .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 400);
+        let body: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(body["code"], 20001);
+        assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    }
+    let r = http
+        .post(&url)
+        .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+        .body("participant,scope\n,+1P\n")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.text().await.unwrap().contains("line 2"));
+    let r = http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = http.post(&url).body(list).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    server.shutdown().await.unwrap();
 }

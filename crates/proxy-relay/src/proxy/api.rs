@@ -74,6 +74,14 @@ pub(crate) fn routes(app: Arc<App>) -> Router<Arc<App>> {
             &format!("{c}/Interactions/{{interaction}}"),
             get(fetch_interaction).delete(delete_interaction),
         )
+        .route(
+            "/v1/OptOuts",
+            get(super::optouts::export)
+                .post(super::optouts::import)
+                .layer(axum::extract::DefaultBodyLimit::max(
+                    super::optouts::MAX_IMPORT_BYTES,
+                )),
+        )
         .route_layer(middleware::from_fn_with_state(app, authenticate))
 }
 
@@ -89,6 +97,11 @@ async fn authenticate(State(app): State<Arc<App>>, request: Request, next: Next)
             e.into_response()
         }
     }
+}
+
+/// The query string's parameters.
+pub(crate) fn query_fields(uri: &OriginalUri) -> Result<Fields, ApiError> {
+    fields(uri.query().unwrap_or("").as_bytes())
 }
 
 fn fields(body: &[u8]) -> Result<Fields, ApiError> {

@@ -10,6 +10,7 @@
 mod api;
 mod auth;
 mod error;
+mod optouts;
 mod schema;
 pub(crate) mod store;
 pub(crate) mod time;
