@@ -142,6 +142,7 @@ pub struct Change<'a> {
     message_id: Option<&'a str>,
     rule_set: Option<RuleSet>,
     received_at: Option<u64>,
+    confirmed_at: Option<u64>,
 }
 
 impl<'a> Change<'a> {
@@ -164,6 +165,7 @@ impl<'a> Change<'a> {
             message_id: None,
             rule_set: None,
             received_at: None,
+            confirmed_at: None,
         }
     }
 
@@ -243,6 +245,33 @@ impl<'a> Change<'a> {
     pub const fn with_received_at(mut self, unix_ms: u64) -> Self {
         self.received_at = Some(unix_ms);
         self
+    }
+
+    /// With when its confirmation reply was handed to the platform, when that is known as the
+    /// change is recorded (a reply that rides in the webhook's answer); otherwise the host
+    /// reports it later with [`OptOutStore::confirmed`]. A store records it no earlier than
+    /// the change itself (a reply cannot confirm what is not yet stored).
+    ///
+    /// ```
+    /// # use proxy_optout::{Change, ChangeSource, LedgerKey, OptState};
+    /// let c = Change::new(LedgerKey::new("P", "A"), OptState::OptedOut, ChangeSource::Keyword).with_confirmed_at(8);
+    /// assert_eq!(c.confirmed_at(), Some(8));
+    /// ```
+    #[must_use]
+    pub const fn with_confirmed_at(mut self, unix_ms: u64) -> Self {
+        self.confirmed_at = Some(unix_ms);
+        self
+    }
+
+    /// When the confirmation reply was handed to the platform, if known at recording.
+    ///
+    /// ```
+    /// # use proxy_optout::{Change, ChangeSource, LedgerKey, OptState};
+    /// assert_eq!(Change::new(LedgerKey::new("P", "A"), OptState::OptedOut, ChangeSource::Import).confirmed_at(), None);
+    /// ```
+    #[must_use]
+    pub const fn confirmed_at(&self) -> Option<u64> {
+        self.confirmed_at
     }
 
     /// Whose state changes, where.
@@ -408,7 +437,8 @@ impl HistoryEntry {
             rule_set: change.rule_set,
             received_at: change.received_at,
             recorded_at,
-            confirmed_at: None,
+            // A reply cannot confirm a change before it is stored.
+            confirmed_at: change.confirmed_at.map(|c| c.max(recorded_at)),
         }
     }
 
@@ -425,8 +455,8 @@ impl HistoryEntry {
         self
     }
 
-    /// The change the entry records (without its `seq` and times, but with `received_at`):
-    /// to replay an entry into another store.
+    /// The change the entry records (without its `seq` and `recorded_at`): to replay an
+    /// entry into another store.
     ///
     /// ```
     /// # use proxy_optout::{Change, ChangeSource, HistoryEntry, LedgerKey, OptState};
@@ -445,6 +475,7 @@ impl HistoryEntry {
             message_id: self.message_id.as_deref(),
             rule_set: self.rule_set,
             received_at: self.received_at,
+            confirmed_at: self.confirmed_at,
         }
     }
 

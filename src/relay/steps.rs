@@ -356,6 +356,25 @@ impl<'a, E> Steps<'a, E> {
         Some(self.plan?.change(state))
     }
 
+    /// The outcome as the answers so far make it, once only the record's is missing (at a
+    /// [`Step::Record`], and after): what will be replied, forwarded and noticed if the
+    /// record succeeds. `None` before. Allocates nothing.
+    ///
+    /// ```
+    /// use proxy_optout::{Answer, Inbound, RelayCore, Step, StopFilterFlag, StopFiltering};
+    /// let core = RelayCore::new();
+    /// let mut steps = core.steps::<()>(&Inbound::sms("+1A", "+1P", "STOP"), None, StopFilterFlag::Ignore)?;
+    /// assert!(steps.outcome().is_none());
+    /// steps.answer(Answer::Filtering(StopFiltering::On));
+    /// assert!(matches!(steps.next(), Some(Step::Record(..))));
+    /// assert!(steps.outcome().unwrap().reply().is_some());
+    /// # Ok::<(), proxy_optout::InputError>(())
+    /// ```
+    #[must_use]
+    pub fn outcome(&self) -> Option<&Outcome<'a>> {
+        self.outcome.as_ref()
+    }
+
     fn recipient_number(&self) -> Option<&'a str> {
         let recipient = self
             .route

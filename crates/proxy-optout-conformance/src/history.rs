@@ -45,7 +45,9 @@ fn changes(key: LedgerKey<'_>) -> Vec<Change<'_>> {
             .with_rule_set(RuleSet::Proxy2020),
         Change::new(key, OptState::OptedOut, ChangeSource::Refusal),
         Change::new(key, OptState::OptedIn, ChangeSource::Operator).with_text("ticket 42"),
-        Change::new(key, OptState::OptedOut, ChangeSource::Platform).with_keyword("STOP"),
+        Change::new(key, OptState::OptedOut, ChangeSource::Platform)
+            .with_keyword("STOP")
+            .with_confirmed_at(1_700_000_000_456),
         Change::new(key, OptState::OptedOut, ChangeSource::Import).with_received_at(1),
     ]
 }
@@ -73,7 +75,11 @@ fn assert_entry(entry: &HistoryEntry, change: &Change<'_>, what: &str) {
         "{what}: received at"
     );
     assert!(entry.recorded_at > 0, "{what}: recorded at is set");
-    assert_eq!(entry.confirmed_at, None, "{what}: not confirmed yet");
+    assert_eq!(
+        entry.confirmed_at,
+        change.confirmed_at().map(|c| c.max(entry.recorded_at)),
+        "{what}: confirmed at, no earlier than recorded"
+    );
 }
 
 fn assert_ordered(entries: &[HistoryEntry], what: &str) {

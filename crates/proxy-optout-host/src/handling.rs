@@ -357,8 +357,11 @@ async fn perform(
                 }
             }
             Effect::Reply(reply) => {
-                // Handed to Twilio in this webhook's answer, which follows.
-                confirmed(app, outcome);
+                // Handed to Twilio in this webhook's answer, which follows; a dropped
+                // keyword's record carried the time already.
+                if crate::message::confirmed_later(outcome, replay) {
+                    confirmed(app, outcome);
+                }
                 tracing::debug!(
                     message_sid = sid,
                     to = reply.to(),

@@ -190,6 +190,7 @@ impl Journal {
                         opt_out_type: opt_out
                             .and_then(|t| Category::from_opt_out_type(&t).ok()),
                         received_ms,
+                        replayed: true,
                     },
                 })
             })
@@ -248,6 +249,7 @@ mod tests {
             media: 0,
             opt_out_type: Some(Category::OptOut),
             received_ms: 1,
+            replayed: false,
         }
     }
 
@@ -264,7 +266,12 @@ mod tests {
         let j = Journal::open(&path).unwrap();
         assert_eq!(j.depth(), 2);
         let first = j.oldest().await.unwrap().unwrap();
-        assert_eq!(first.message, message("SM1", "STOP"));
+        // Read back from the journal, it is a replay.
+        let replayed = Message {
+            replayed: true,
+            ..message("SM1", "STOP")
+        };
+        assert_eq!(first.message, replayed);
         assert!(
             first.maybe_sent,
             "the redelivery said a send may have gone out"

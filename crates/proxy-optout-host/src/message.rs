@@ -1,7 +1,7 @@
 //! One authenticated inbound message, owned, so it can travel to the database thread, a
 //! task of its own or the journal without the request's buffers.
 
-use proxy_optout::{Category, Inbound};
+use proxy_optout::{Category, Change, Inbound, Outcome};
 use proxy_optout_twilio::InboundMessage;
 
 /// An inbound-message webhook whose signature was checked, owned: the fields the relay
@@ -24,6 +24,34 @@ pub struct Message {
     pub(crate) opt_out_type: Option<Category>,
     /// When the webhook arrived (Unix milliseconds): a journaled message keeps its arrival.
     pub(crate) received_ms: u64,
+    /// Handled from the journal: its webhook was answered long ago.
+    pub(crate) replayed: bool,
+}
+
+impl Message {
+    /// The change `steps` asks to record, with when this message arrived and, for a dropped
+    /// keyword whose confirmation rides in this webhook's answer, when that answer goes (now:
+    /// the answer follows the record). Every other confirmation is noted once sent.
+    pub(crate) fn change<'a>(
+        &self,
+        change: Change<'a>,
+        outcome: Option<&Outcome<'_>>,
+    ) -> Change<'a> {
+        let change = change.with_received_at(self.received_ms);
+        let in_answer = !self.replayed
+            && outcome.is_some_and(|o| o.reply().is_some() && o.decision().is_dropped());
+        if in_answer {
+            change.with_confirmed_at(now_ms())
+        } else {
+            change
+        }
+    }
+}
+
+/// Whether the pipeline notes `outcome`'s confirmation after sending it: every one the
+/// record did not carry already (see [`Message::change`]).
+pub(crate) fn confirmed_later(outcome: &Outcome<'_>, replayed: bool) -> bool {
+    replayed || !outcome.decision().is_dropped()
 }
 
 /// The system clock in Unix milliseconds.
@@ -52,6 +80,7 @@ impl Message {
             media: m.num_media(),
             opt_out_type: m.opt_out_type(),
             received_ms: now_ms(),
+            replayed: false,
         }
     }
 

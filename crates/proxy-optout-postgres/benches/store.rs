@@ -109,6 +109,7 @@ fn benches(c: &mut Criterion) {
                                         &None::<&str>,
                                         &None::<&str>,
                                         &None::<i64>,
+                                        &None::<i64>,
                                     ],
                                 )
                                 .await

@@ -31,8 +31,9 @@ CREATE TABLE opt_out_history (
     recorded_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
     confirmed_at TIMESTAMPTZ            -- set once
 );
+-- By key, for one person's history; no index by time: exports read in seq order and
+-- the hourly retention pass can scan, where every write would pay for the index.
 CREATE INDEX opt_out_history_by_key ON opt_out_history (scope, participant, seq);
-CREATE INDEX opt_out_history_by_time ON opt_out_history (recorded_at);
 ALTER TABLE opt_out_ledger ADD COLUMN history_seq BIGINT;
 INSERT INTO opt_out_history (seq, scope, participant, state, source, recorded_at)
     SELECT nextval('opt_out_history_seq'), scope, participant, state, 'unspecified', updated_at
@@ -42,17 +43,19 @@ UPDATE opt_out_ledger l SET history_seq = h.seq FROM opt_out_history h
 ";
 
 /// `proxy_optout_record(scope, participant, state, source, keyword, body, message_id,
-/// rule_set, received_ms) -> seq`: the state and its entry. The state is written first: its
+/// rule_set, received_ms, confirmed_ms) -> seq`: the state and its entry. The state is written first: its
 /// row lock orders the writers of one key, and the entry's number is drawn under that lock,
 /// so a key's entries are numbered in commit order and its last one is behind its state.
 pub(crate) const FUNCTIONS: &str = "
 CREATE OR REPLACE FUNCTION proxy_optout_record(
     p_scope TEXT, p_participant TEXT, p_state TEXT, p_source TEXT, p_keyword TEXT,
-    p_body TEXT, p_message_id TEXT, p_rule_set TEXT, p_received_ms BIGINT)
+    p_body TEXT, p_message_id TEXT, p_rule_set TEXT, p_received_ms BIGINT,
+    p_confirmed_ms BIGINT)
 RETURNS BIGINT
 LANGUAGE plpgsql VOLATILE AS $$
 DECLARE
     v_seq BIGINT;
+    v_now TIMESTAMPTZ := clock_timestamp();
 BEGIN
     INSERT INTO opt_out_ledger AS l (scope, participant, state, updated_at, history_seq)
     VALUES (p_scope, p_participant, p_state, now(), nextval('opt_out_history_seq'))
@@ -61,18 +64,23 @@ BEGIN
             history_seq = nextval('opt_out_history_seq')
     RETURNING l.history_seq INTO v_seq;
     INSERT INTO opt_out_history (seq, scope, participant, state, source, keyword, body,
-                                 message_id, rule_set, received_at, recorded_at)
+                                 message_id, rule_set, received_at, recorded_at, confirmed_at)
     VALUES (v_seq, p_scope, p_participant, p_state, p_source, p_keyword, p_body,
-            p_message_id, p_rule_set, to_timestamp(p_received_ms / 1000.0), clock_timestamp());
+            p_message_id, p_rule_set, to_timestamp(p_received_ms / 1000.0), v_now,
+            -- A confirmation known at recording goes out after it, never before.
+            CASE WHEN p_confirmed_ms IS NOT NULL
+                 THEN GREATEST(to_timestamp(p_confirmed_ms / 1000.0), v_now) END);
     RETURN v_seq;
 END
 $$;
 ";
 
-pub(crate) const RECORD: &str = "SELECT proxy_optout_record($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+pub(crate) const RECORD: &str =
+    "SELECT proxy_optout_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
 
 /// [`RECORD`], skipped when the key already has the change's state.
-const RECORD_IF_CHANGED: &str = "SELECT proxy_optout_record($1, $2, $3, $4, $5, $6, $7, $8, $9)
+const RECORD_IF_CHANGED: &str =
+    "SELECT proxy_optout_record($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
     WHERE COALESCE((SELECT state FROM opt_out_ledger WHERE scope = $1 AND participant = $2),
                    'opted_in') <> $3";
 
@@ -166,6 +174,7 @@ async fn record_with(
                 &change.message_id(),
                 &change.rule_set().map(RuleSet::as_str),
                 &ms(change.received_at()),
+                &ms(change.confirmed_at()),
             ],
         )
         .await

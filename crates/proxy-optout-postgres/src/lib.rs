@@ -834,7 +834,7 @@ mod conversations {
 pub mod sql {
     /// The call behind `record`: the state and its history entry, through
     /// `proxy_optout_record(scope, participant, state, source, keyword, body, message_id,
-    /// rule_set, received_ms)`.
+    /// rule_set, received_ms, confirmed_ms)`.
     pub const RECORD: &str = super::history::RECORD;
     /// The read behind `state`.
     pub const STATE: &str = super::STATE;

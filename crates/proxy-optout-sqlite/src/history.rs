@@ -14,7 +14,10 @@ use crate::{now_ms, parse_state, SqliteStore, StoreError};
 /// entry for each state stored before, and the trigger that keeps state and entry together.
 pub const SCHEMA_V4: &str = "
 CREATE TABLE opt_out_history (
-    seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused, even after a purge
+    -- Not AUTOINCREMENT, which costs every insert a write to sqlite_sequence: a seq can be
+    -- given again only after a purge removed the newest entries (purges keep the entry behind
+    -- each current opt-out, and remove only old ones).
+    seq          INTEGER PRIMARY KEY,
     scope        TEXT    NOT NULL,
     participant  TEXT    NOT NULL,
     state        TEXT    NOT NULL,
@@ -27,8 +30,9 @@ CREATE TABLE opt_out_history (
     recorded_at  INTEGER NOT NULL,  -- unix milliseconds
     confirmed_at INTEGER            -- unix milliseconds; set once
 );
+-- By key, for one person's history; no index by time: exports read in seq order and
+-- the hourly retention pass can scan, where every write would pay for the index.
 CREATE INDEX opt_out_history_by_key ON opt_out_history (scope, participant, seq);
-CREATE INDEX opt_out_history_by_time ON opt_out_history (recorded_at);
 ALTER TABLE opt_out_ledger ADD COLUMN history_seq INTEGER;  -- the entry behind the state
 INSERT INTO opt_out_history (scope, participant, state, source, recorded_at)
     SELECT scope, participant, state, 'unspecified', updated_at FROM opt_out_ledger
@@ -38,19 +42,24 @@ UPDATE opt_out_ledger SET history_seq = (
     WHERE h.scope = opt_out_ledger.scope AND h.participant = opt_out_ledger.participant);
 CREATE TRIGGER opt_out_history_sets_state AFTER INSERT ON opt_out_history
 BEGIN
-    INSERT OR REPLACE INTO opt_out_ledger (scope, participant, state, updated_at, history_seq)
-    VALUES (NEW.scope, NEW.participant, NEW.state, NEW.recorded_at, NEW.seq);
+    INSERT INTO opt_out_ledger (scope, participant, state, updated_at, history_seq)
+    VALUES (NEW.scope, NEW.participant, NEW.state, NEW.recorded_at, NEW.seq)
+    ON CONFLICT (scope, participant) DO UPDATE
+    SET state = excluded.state, updated_at = excluded.updated_at,
+        history_seq = excluded.history_seq;
 END;
 ";
 
 const APPEND: &str = "INSERT INTO opt_out_history
-    (scope, participant, state, source, keyword, body, message_id, rule_set, received_at, recorded_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)";
+    (scope, participant, state, source, keyword, body, message_id, rule_set, received_at,
+     recorded_at, confirmed_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, max(?11, ?10))";
 
 /// [`APPEND`], skipped when the key already has the change's state (absent reads as opted in).
 const APPEND_IF_CHANGED: &str = "INSERT INTO opt_out_history
-    (scope, participant, state, source, keyword, body, message_id, rule_set, received_at, recorded_at)
-    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10
+    (scope, participant, state, source, keyword, body, message_id, rule_set, received_at,
+     recorded_at, confirmed_at)
+    SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, max(?11, ?10)
     WHERE COALESCE((SELECT state FROM opt_out_ledger WHERE scope = ?1 AND participant = ?2),
                    'opted_in') <> ?3";
 
@@ -146,6 +155,7 @@ impl SqliteStore {
             change.rule_set().map(RuleSet::as_str),
             ms(change.received_at()),
             now_ms(),
+            ms(change.confirmed_at()),
         ])
         .map_err(|e| self.err(e))
     }

@@ -32,7 +32,8 @@ const DECIDE_FUNCTION: &str = "
 CREATE OR REPLACE FUNCTION {NAME}(
     p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
     p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT,
-    p_source TEXT, p_keyword TEXT, p_body TEXT, p_rule_set TEXT, p_received_ms BIGINT)
+    p_source TEXT, p_keyword TEXT, p_body TEXT, p_rule_set TEXT, p_received_ms BIGINT,
+    p_confirmed_ms BIGINT)
 RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT,
                session_sid TEXT, other TEXT, other_proxy TEXT)
 LANGUAGE plpgsql VOLATILE AS $$
@@ -54,7 +55,8 @@ BEGIN
     IF p_write_state IS NOT NULL THEN
         -- The state and its history entry, together (the store crate's function).
         PERFORM proxy_optout_record(COALESCE(p_scope, p_to), p_from, p_write_state, p_source,
-                                    p_keyword, p_body, p_message_id, p_rule_set, p_received_ms);
+                                    p_keyword, p_body, p_message_id, p_rule_set, p_received_ms,
+                                    p_confirmed_ms);
     END IF;
     SELECT l.state INTO sender_state FROM opt_out_ledger l
      WHERE l.scope = COALESCE(p_scope, p_to) AND l.participant = p_from;
@@ -68,14 +70,14 @@ $$;
 ";
 
 /// The decision for a route the host's routing found first.
-const RESOLVED: &str = "proxy_optout_host_decide_v3";
+const RESOLVED: &str = "proxy_optout_host_decide_v4";
 
 /// The statement that calls the decision function `name`. Built once per function, not per
 /// message.
 fn call_of(name: &str) -> String {
     format!(
         "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
-         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
+         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
     )
 }
 
@@ -111,7 +113,7 @@ fn routed_name(query: &str) -> String {
     let hash = query.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("proxy_optout_host_routed_v2_{hash:016x}")
+    format!("proxy_optout_host_routed_v3_{hash:016x}")
 }
 
 async fn client(pg: &PgStore) -> Result<Object, LedgerError> {
@@ -264,10 +266,10 @@ impl PgLedger {
         let plan = core
             .plan(&inbound, None, settings)
             .map_err(DecideError::Input)?;
-        let predicted = plan
-            .finish(Answers::new())
+        let preview = plan.finish(Answers::new());
+        let predicted = preview
             .ledger()
-            .map(|c| plan.change(c.state()).with_received_at(m.received_ms));
+            .map(|c| m.change(plan.change(c.state()), Some(&preview)));
         let scope = match core.scope() {
             LedgerScope::Service(id) => Some(id.as_str()),
             _ => None,
@@ -340,9 +342,9 @@ impl PgLedger {
             .and_then(|w| w.text())
             .filter(|_| self.pg.keeps_texts());
         let rule_set = write.and_then(|w| w.rule_set()).map(RuleSet::as_str);
-        let received = write
-            .and_then(|w| w.received_at())
-            .map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let ms = |t: Option<u64>| t.map(|t| i64::try_from(t).unwrap_or(i64::MAX));
+        let received = ms(write.and_then(|w| w.received_at()));
+        let confirmed = ms(write.and_then(|w| w.confirmed_at()));
         let stmt = c.prepare_cached(routed.unwrap_or(&self.resolved)).await?;
         let other = route.and_then(SessionRoute::recipient);
         let (other, other_proxy) = (
@@ -365,6 +367,7 @@ impl PgLedger {
                 &body,
                 &rule_set,
                 &received,
+                &confirmed,
             ],
         )
         .await?)
@@ -411,7 +414,7 @@ impl PgLedger {
                 Step::Record(key, state) => Answer::Recorded(
                     match steps.change() {
                         Some(c) => {
-                            let c = c.with_received_at(m.received_ms);
+                            let c = m.change(c, steps.outcome());
                             self.pg.record_change(&c).await
                         }
                         None => self.pg.record(key, state).await,

@@ -283,7 +283,7 @@ fn decide_claimed(
             Step::State(key) => Answer::State(store.state(key).map_err(LedgerError::from)),
             Step::Record(key, state) => Answer::Recorded(
                 match steps.change() {
-                    Some(c) => store.record_change(&c.with_received_at(m.received_ms)),
+                    Some(c) => store.record_change(&m.change(c, steps.outcome())),
                     None => store.record(key, state),
                 }
                 .map_err(LedgerError::from),
