@@ -739,6 +739,61 @@ impl<'a> HistoryQuery<'a> {
     }
 }
 
+impl HistoryQuery<'_> {
+    /// A copy that owns its filters: to move a query to another thread or task.
+    ///
+    /// ```
+    /// use proxy_optout::HistoryQuery;
+    /// let scope = String::from("+1P");
+    /// let owned = HistoryQuery::new().scope(&scope).after(5).to_owned();
+    /// drop(scope);
+    /// assert_eq!(owned.as_query().get_scope(), Some("+1P"));
+    /// assert_eq!(owned.as_query().get_after(), 5);
+    /// ```
+    #[must_use]
+    pub fn to_owned(&self) -> OwnedHistoryQuery {
+        OwnedHistoryQuery {
+            scope: self.scope.map(Into::into),
+            participant: self.participant.map(Into::into),
+            rest: HistoryQuery {
+                scope: None,
+                participant: None,
+                ..*self
+            },
+        }
+    }
+}
+
+/// An owned [`HistoryQuery`], from [`HistoryQuery::to_owned`].
+///
+/// ```
+/// let q = proxy_optout::HistoryQuery::new().participant("A").to_owned();
+/// assert_eq!(q.as_query().get_participant(), Some("A"));
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct OwnedHistoryQuery {
+    scope: Option<String>,
+    participant: Option<String>,
+    rest: HistoryQuery<'static>,
+}
+
+impl OwnedHistoryQuery {
+    /// The borrowed form.
+    ///
+    /// ```
+    /// let q = proxy_optout::HistoryQuery::new().limit(7).to_owned();
+    /// assert_eq!(q.as_query().get_limit(), 7);
+    /// ```
+    #[must_use]
+    pub fn as_query(&self) -> HistoryQuery<'_> {
+        HistoryQuery {
+            scope: self.scope.as_deref(),
+            participant: self.participant.as_deref(),
+            ..self.rest
+        }
+    }
+}
+
 /// A ledger store that keeps history and reads it back: for exports, audits and the
 /// conformance kit. The relay itself never reads history.
 ///

@@ -151,6 +151,7 @@ pub use decision::{Action, Decision, RevocationHint};
 pub use error::{ConfigError, ParseError, Utf8Error};
 pub use history::{
     AsyncHistoryStore, Change, ChangeSource, HistoryEntry, HistoryQuery, HistoryStore,
+    OwnedHistoryQuery,
 };
 pub use identifier::{validate_identifier, IdentifierError, MAX_IDENTIFIER_BYTES};
 pub use keywords::{Category, Keyword, LanguagePack, RuleSet};

@@ -918,7 +918,7 @@ mod asynchronous {
     };
 
     use super::{SqliteStore, StoreError};
-    use crate::history::{OwnedChange, OwnedQuery};
+    use crate::history::OwnedChange;
 
     impl SqliteStore {
         async fn blocking<T: Send + 'static>(
@@ -978,7 +978,7 @@ mod asynchronous {
             &self,
             query: &HistoryQuery<'_>,
         ) -> impl Future<Output = Result<Vec<HistoryEntry>, StoreError>> + Send {
-            let owned = OwnedQuery::of(query);
+            let owned = query.to_owned();
             self.blocking(move |s| s.history_now(&owned.as_query()))
         }
     }

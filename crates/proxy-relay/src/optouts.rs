@@ -161,7 +161,7 @@ impl OptOutDb {
             OptOutDb::Sqlite(s) => AsyncHistoryStore::history(s, query).await?,
             OptOutDb::Postgres(p) => AsyncHistoryStore::history(p, query).await?,
             OptOutDb::Served(ledger) => {
-                let owned = OwnedQuery::of(query);
+                let owned = query.to_owned();
                 ledger
                     .call(move |store| HistoryStore::history(store, &owned.as_query()))
                     .await
@@ -203,43 +203,6 @@ impl OptOutDb {
 
 fn served(e: proxy_optout_host::LedgerError) -> OptOutsError {
     OptOutsError::Io(std::io::Error::other(e.to_string()))
-}
-
-/// A [`HistoryQuery`] that owns its strings, to cross to the database thread.
-struct OwnedQuery {
-    scope: Option<String>,
-    participant: Option<String>,
-    query: HistoryQuery<'static>,
-}
-
-impl OwnedQuery {
-    fn of(q: &HistoryQuery<'_>) -> Self {
-        let (since, until) = q.get_recorded_between();
-        let mut query = HistoryQuery::new()
-            .current_only(q.is_current_only())
-            .recorded_between(since, until)
-            .after(q.get_after())
-            .limit(q.get_limit());
-        if let Some(s) = q.get_state() {
-            query = query.state(s);
-        }
-        OwnedQuery {
-            scope: q.get_scope().map(Into::into),
-            participant: q.get_participant().map(Into::into),
-            query,
-        }
-    }
-
-    fn as_query(&self) -> HistoryQuery<'_> {
-        let mut q = self.query;
-        if let Some(s) = &self.scope {
-            q = q.scope(s);
-        }
-        if let Some(p) = &self.participant {
-            q = q.participant(p);
-        }
-        q
-    }
 }
 
 /// What an export is filtered by. Times are Unix milliseconds.
