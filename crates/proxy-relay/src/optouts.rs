@@ -480,7 +480,7 @@ fn row(record: &csv::StringRecord, h: &Header, scope: Option<&str>) -> Result<Ro
 /// Every row is checked before anything is written: with a bad row (named by its line, up
 /// to [`MAX_REPORTED`] of them) nothing is imported. Then rows are recorded [`PAGE`] to a
 /// transaction with source `import`; a pair opted out already is left alone, so a re-run
-/// (after a database failure part-way, say) records only what is missing.
+/// records nothing new, and after a failure part-way (whole batches written) only the rest.
 ///
 /// # Errors
 ///
