@@ -140,3 +140,44 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 512, ..ProptestConfig::default() })]
+
+    /// A hook asked after the decision (`Outcome::intercepted`, what a host that calls its
+    /// hook over HTTP outside the database job does) gives exactly the outcome of answering
+    /// it inside the plan, for every flag, filtering setting and recipient state; and no
+    /// verdict un-drops a keyword.
+    #[test]
+    fn hook_applied_afterwards_equals_hook_in_the_plan(
+        body in body(),
+        respect in any::<bool>(),
+        filtering_on in any::<bool>(),
+        recipient_out in any::<bool>(),
+        in_session in any::<bool>(),
+    ) {
+        use proxy_optout::{Answers, Inbound, Intercept, OptState, Participant, RelayCore, Route,
+            Settings, StopFilterFlag, StopFiltering};
+        let core = RelayCore::new();
+        let inbound = Inbound::sms("+15551110001", "+15550000100", &body);
+        let rider = Participant::new("+15551110001", "+15550000100").unwrap();
+        let driver = Participant::new("+15552220002", "+15550000100").unwrap();
+        let route = Route::new("ride-1", &rider, Some(&driver)).unwrap();
+        let settings = Settings::new(
+            if respect { StopFilterFlag::Respect } else { StopFilterFlag::Ignore },
+            if filtering_on { StopFiltering::On } else { StopFiltering::Off },
+        );
+        let plan = core.plan(&inbound, in_session.then_some(route), settings).unwrap();
+        let state = if recipient_out { OptState::OptedOut } else { OptState::OptedIn };
+        let answers = Answers::new().sender_state(OptState::OptedIn).recipient_state(state);
+        for verdict in [Intercept::Allow, Intercept::Block] {
+            let inside = plan.finish(answers.intercept(verdict));
+            let after = plan.finish(answers.intercept(Intercept::Allow)).intercepted(verdict);
+            prop_assert_eq!(&after, &inside, "{:?} {:?}", body, verdict);
+            if plan.decision().is_dropped() {
+                prop_assert!(after.decision().is_dropped());
+                prop_assert!(after.forwarded().is_none());
+            }
+        }
+    }
+}

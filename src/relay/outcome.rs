@@ -691,6 +691,38 @@ impl<'a> Outcome<'a> {
             .chain(callback)
     }
 
+    /// The outcome with the intercept hook's verdict applied afterwards: for a host that
+    /// decides with the hook answered [`Intercept::Allow`](crate::Intercept::Allow) (inside a
+    /// database job, say) and asks its real hook (a web call) outside it. Equal to deciding
+    /// with `verdict` in the first place: a [`Block`](crate::Intercept::Block) withholds the
+    /// forward or the refused leg ([`Withheld::HookBlocked`], notice 80909, no status
+    /// callback); the ledger change and the auto-reply stay, since the carrier layer acted
+    /// before the Proxy layer. An outcome whose hook was not consulted (a dropped keyword, an
+    /// out-of-session message) is returned unchanged, so no verdict can un-drop a keyword.
+    /// Allocates nothing.
+    ///
+    /// ```
+    /// use proxy_optout::{Inbound, Intercept, MemoryStore, Notice, Participant, Relay, Withheld};
+    /// let mut relay = Relay::new(MemoryStore::new());
+    /// relay.sessions_mut().open("r", Participant::new("A", "P")?, Participant::new("B", "P")?)?;
+    /// let out = relay.handle(&Inbound::sms("A", "P", "hello"))?.intercepted(Intercept::Block);
+    /// assert_eq!(out.withheld(), Some(Withheld::HookBlocked));
+    /// assert_eq!(out.notices(), &[Notice::InboundContactRejected]);
+    /// let stop = relay.handle(&Inbound::sms("A", "P", "STOP"))?;
+    /// assert_eq!(stop.clone().intercepted(Intercept::Allow), stop); // still dropped
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn intercepted(mut self, verdict: crate::Intercept) -> Self {
+        let consulted = matches!(self.delivery, Delivery::Send(_) | Delivery::Refused(_));
+        if consulted && verdict == crate::Intercept::Block {
+            self.decision = self.decision.blocked();
+            self.delivery = Delivery::Withheld(Withheld::HookBlocked);
+            self.notices.clear();
+            self.notices.extend(self.decision.notice());
+        }
+        self
+    }
+
     /// The outcome once the ledger change could not be stored: no change, no confirmation;
     /// the forward, notices and status callback stay (they do not depend on it).
     pub(crate) fn without_ledger(mut self) -> Self {

@@ -155,9 +155,12 @@ pub(crate) async fn handle(
     };
     let decided = match tokio::time::timeout(
         timeout,
-        app.ledger()
-            .backend()
-            .decide(app.core().clone(), message.clone(), route),
+        app.ledger().backend().decide(
+            app.core().clone(),
+            app.policy().clone(),
+            message.clone(),
+            route,
+        ),
     )
     .await
     {
@@ -165,7 +168,14 @@ pub(crate) async fn handle(
         Err(_) => Err(DecideError::Unavailable(LedgerError::Task(unanswered()))),
     };
     let (outcome, resumed) = match decided {
-        Ok(Decided::Outcome { outcome, resumed }) => (outcome, resumed),
+        Ok(Decided::Outcome { outcome, resumed }) => {
+            // The hook is asked here, after the database job and before any send: a web
+            // call cannot run on the database thread, and its verdict can only withhold.
+            (
+                crate::policy::intercept(&**app.policy(), &message, *outcome).await,
+                resumed,
+            )
+        }
         Ok(Decided::Replay(answer)) => {
             app.metrics().message("replayed");
             tracing::info!(

@@ -19,6 +19,7 @@ use crate::ledger::Ledger;
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::observer::{Leg, Observer, StatusReport};
+use crate::policy::Policy;
 use crate::routing::Routing;
 use crate::sender::{Outgoing, Sender, SEND_ATTEMPTS};
 use crate::webhook::{WebhookRequest, WebhookResponse, STATUS_CALLBACK_PATH, WEBHOOK_PATH};
@@ -45,6 +46,7 @@ pub(crate) struct Inner {
     send_attempts: u32,
     database_timeout: Duration,
     observer: Option<Arc<dyn Observer>>,
+    policy: Arc<dyn Policy>,
     webhook_path: String,
     status_path: String,
     stop: CancellationToken,
@@ -81,6 +83,9 @@ impl Inner {
     }
     pub(crate) fn observer(&self) -> Option<&dyn Observer> {
         self.observer.as_deref()
+    }
+    pub(crate) fn policy(&self) -> &Arc<dyn Policy> {
+        &self.policy
     }
 }
 
@@ -191,6 +196,7 @@ pub struct PipelineBuilder {
     database_timeout: Duration,
     metrics: Option<Arc<Metrics>>,
     observer: Option<Arc<dyn Observer>>,
+    policy: Arc<dyn Policy>,
     webhook_path: String,
     status_path: String,
 }
@@ -347,6 +353,22 @@ impl PipelineBuilder {
         self
     }
 
+    /// The [`Policy`]: the account flag, STOP filtering per proxy number and the intercept
+    /// hook. Default: Twilio Proxy with the flag off ([`TwilioProxy`](proxy_optout::TwilioProxy)).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # let l = tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(proxy_optout_host::SqliteLedger::open(dir.path().join("o.db"))).unwrap();
+    /// use proxy_optout::{FixedPolicy, StopFilterFlag, StopFiltering};
+    /// let builder = proxy_optout_host::Pipeline::builder(l, |_: &str, _: &str| Ok(None), proxy_optout_host::LogSender)
+    ///     .policy(std::sync::Arc::new(FixedPolicy::new(StopFilterFlag::Respect, StopFiltering::Off)));
+    /// # let _ = builder;
+    /// ```
+    pub fn policy(mut self, policy: Arc<dyn Policy>) -> Self {
+        self.policy = policy;
+        self
+    }
+
     /// The paths the [`router`](Pipeline::router) and [`serve`](Pipeline::serve) answer on
     /// (default [`WEBHOOK_PATH`] and [`STATUS_CALLBACK_PATH`]), as Twilio posts them.
     ///
@@ -430,6 +452,7 @@ impl PipelineBuilder {
             send_attempts: self.send_attempts,
             database_timeout: self.database_timeout,
             observer: self.observer,
+            policy: self.policy,
             webhook_path: self.webhook_path,
             status_path: self.status_path,
             stop: CancellationToken::new(),
@@ -903,6 +926,7 @@ impl PipelineBuilder {
             database_timeout: DATABASE_TIMEOUT,
             metrics: None,
             observer: None,
+            policy: Arc::new(proxy_optout::TwilioProxy),
             webhook_path: WEBHOOK_PATH.to_owned(),
             status_path: STATUS_CALLBACK_PATH.to_owned(),
         }

@@ -9,8 +9,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 
 use proxy_optout::{
-    Answer, FeedbackError, InputError, OptState, Outcome, ProxyPolicy, RelayCore, RelayError, Step,
-    StopFilterFlag, TwilioProxy,
+    Answer, FeedbackError, InputError, Intercept, OptState, Outcome, RelayCore, RelayError, Step,
 };
 
 use crate::message::Message;
@@ -136,6 +135,7 @@ pub(crate) trait Backend: Send + Sync + std::fmt::Debug {
     fn decide(
         &self,
         core: Arc<RelayCore>,
+        policy: Arc<dyn crate::Policy>,
         message: Arc<Message>,
         route: Routed,
     ) -> BoxFuture<'_, Result<Decided, DecideError>>;
@@ -343,23 +343,15 @@ impl Ledger {
     }
 }
 
-/// The pipeline's policy: Twilio Proxy's defaults (the account flag off, STOP filtering on,
-/// every hook allowing). `Some` for the questions it answers.
-fn policy_answer<E>(step: &Step<'_>) -> Option<Answer<E>> {
+/// The policy's answers inside the decision's job: STOP filtering from the host's policy;
+/// the hook answered `Allow` here and asked for real after the job (`policy::intercept`),
+/// since a web call cannot run on the database thread. `Some` for the questions it answers.
+fn policy_answer<E>(policy: &dyn crate::Policy, step: &Step<'_>) -> Option<Answer<E>> {
     match step {
-        Step::Filtering(number) => {
-            Some(Answer::Filtering(TwilioProxy.stop_filtering(Some(number))))
-        }
-        Step::Intercept(message, decision) => {
-            Some(Answer::Intercept(TwilioProxy.intercept(message, decision)))
-        }
+        Step::Filtering(number) => Some(Answer::Filtering(policy.stop_filtering(number))),
+        Step::Intercept(_, _) => Some(Answer::Intercept(Intercept::Allow)),
         _ => None,
     }
-}
-
-/// The account flag the pipeline runs with.
-fn flag() -> StopFilterFlag {
-    TwilioProxy.stop_filter_flag()
 }
 
 /// The route of a routed message, for the relay.

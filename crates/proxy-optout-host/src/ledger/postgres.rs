@@ -9,15 +9,15 @@ use std::sync::Arc;
 use proxy_optout::AsyncOptOutStore as _;
 use proxy_optout::{
     Answer, Answers, Change, Feedback, FeedbackError, LedgerKey, LedgerScope, OptState, RelayCore,
-    RuleSet, Settings, Step, TwilioProxy,
+    RuleSet, Settings, Step,
 };
 use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
 use super::{
-    flag, policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError,
-    Decided, LedgerError, Routed,
+    policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError, Decided,
+    LedgerError, Routed,
 };
 use crate::message::Message;
 use crate::routing::{RouteResult, Routing, RoutingError, SessionRoute};
@@ -238,6 +238,7 @@ impl PgLedger {
     async fn decide_now(
         &self,
         core: &RelayCore,
+        policy: &dyn crate::Policy,
         m: &Message,
         route: &Routed,
     ) -> Result<Decided, DecideError> {
@@ -262,7 +263,7 @@ impl PgLedger {
         // its sender and proxy number, and the route's sender is built from the same
         // addresses), so it is known before the trip and stored inside it. The steps below
         // still decide: a change they ask for that was not stored gets its own write.
-        let settings = Settings::from_policy(&TwilioProxy, &m.to, None);
+        let settings = Settings::new(policy.stop_filter_flag(), policy.stop_filtering(&m.to));
         let plan = core
             .plan(&inbound, None, settings)
             .map_err(DecideError::Input)?;
@@ -311,7 +312,8 @@ impl PgLedger {
                     resolved
                 };
                 let predicted = predicted.map(|c| c.state());
-                self.steps(core, m, route, &row, predicted, resumed).await
+                self.steps(core, policy, m, route, &row, predicted, resumed)
+                    .await
             }
             Err(e) => Err(e),
         };
@@ -373,9 +375,11 @@ impl PgLedger {
         .await?)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn steps(
         &self,
         core: &RelayCore,
+        policy: &dyn crate::Policy,
         m: &Message,
         route: Option<&SessionRoute>,
         row: &Row,
@@ -400,7 +404,7 @@ impl PgLedger {
             Some(parse_state(key, value.as_deref()))
         };
         let mut steps = core
-            .steps(&inbound, route, flag())
+            .steps(&inbound, route, policy.stop_filter_flag())
             .map_err(DecideError::Input)?;
         while let Some(step) = steps.next() {
             let answer = match step {
@@ -421,7 +425,7 @@ impl PgLedger {
                     }
                     .map_err(LedgerError::from),
                 ),
-                other => policy_answer(&other).unwrap_or(Answer::Unavailable),
+                other => policy_answer(policy, &other).unwrap_or(Answer::Unavailable),
             };
             steps.answer(answer);
         }
@@ -517,10 +521,11 @@ impl Backend for PgLedger {
     fn decide(
         &self,
         core: Arc<RelayCore>,
+        policy: Arc<dyn crate::Policy>,
         message: Arc<Message>,
         route: Routed,
     ) -> BoxFuture<'_, Result<Decided, DecideError>> {
-        Box::pin(async move { self.decide_now(&core, &message, &route).await })
+        Box::pin(async move { self.decide_now(&core, &*policy, &message, &route).await })
     }
 
     fn runs(&self, colocated: &ColocatedKind) -> bool {

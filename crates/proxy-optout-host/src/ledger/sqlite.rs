@@ -12,8 +12,8 @@ use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
 
 use super::worker::DbWorker;
 use super::{
-    flag, policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError,
-    Decided, LedgerError, Routed, SqliteRouteFn,
+    policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError, Decided,
+    LedgerError, Routed, SqliteRouteFn,
 };
 use crate::message::Message;
 use crate::routing::{RouteResult, Routing};
@@ -228,6 +228,7 @@ impl Routing for SqliteRouting {
 fn decide(
     store: &SqliteStore,
     core: &RelayCore,
+    policy: &dyn crate::Policy,
     m: &Message,
     route: &Routed,
 ) -> Result<Decided, DecideError> {
@@ -243,7 +244,7 @@ fn decide(
             _ => {}
         }
     }
-    let decided = decide_claimed(store, core, m, route, resumed);
+    let decided = decide_claimed(store, core, policy, m, route, resumed);
     if let (Err(_), Some(id)) = (&decided, &m.sid) {
         // Nothing was sent for it: give the claim back, so the retry is handled in full.
         if let Err(e) = store.release(id) {
@@ -256,6 +257,7 @@ fn decide(
 fn decide_claimed(
     store: &SqliteStore,
     core: &RelayCore,
+    policy: &dyn crate::Policy,
     m: &Message,
     route: &Routed,
     resumed: bool,
@@ -276,7 +278,7 @@ fn decide_claimed(
     let route = route_of(route)?;
     let inbound = m.inbound();
     let mut steps = core
-        .steps(&inbound, route, flag())
+        .steps(&inbound, route, policy.stop_filter_flag())
         .map_err(DecideError::Input)?;
     while let Some(step) = steps.next() {
         let answer = match step {
@@ -288,7 +290,7 @@ fn decide_claimed(
                 }
                 .map_err(LedgerError::from),
             ),
-            other => policy_answer(&other).unwrap_or(Answer::Unavailable),
+            other => policy_answer(policy, &other).unwrap_or(Answer::Unavailable),
         };
         steps.answer(answer);
     }
@@ -309,6 +311,7 @@ impl Backend for SqliteLedger {
     fn decide(
         &self,
         core: Arc<RelayCore>,
+        policy: Arc<dyn crate::Policy>,
         message: Arc<Message>,
         route: Routed,
     ) -> BoxFuture<'_, Result<Decided, DecideError>> {
@@ -317,7 +320,7 @@ impl Backend for SqliteLedger {
             // read, write) cost more in thread hand-offs than the queries themselves.
             let sid = message.sid.clone();
             let decided = self.worker.run_durable(
-                move |store| Ok(decide(store, &core, &message, &route)),
+                move |store| Ok(decide(store, &core, &*policy, &message, &route)),
                 move |store| {
                     // Not on disk: give the claim back so the retry is handled in full.
                     if let Some(id) = sid {
