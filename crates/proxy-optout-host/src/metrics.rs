@@ -103,6 +103,7 @@ pub struct Metrics {
     rejected: Family,
     notices: Family,
     journal: Family,
+    callbacks: RwLock<BTreeMap<(&'static str, &'static str), AtomicU64>>,
     sends_found: AtomicU64,
     latency: [Histogram; ROUTES.len()],
 }
@@ -146,6 +147,7 @@ impl Metrics {
             rejected: Family::default(),
             notices: Family::default(),
             journal: Family::default(),
+            callbacks: RwLock::default(),
             sends_found: AtomicU64::default(),
             latency: Default::default(),
         }
@@ -288,6 +290,48 @@ impl Metrics {
         self.notices.inc(code);
     }
 
+    /// Counts one callback the host made (Proxy's `CallbackUrl`, `InterceptCallbackUrl`,
+    /// `OutOfSessionCallbackUrl`, a debugger webhook) by its kind and what came of it.
+    ///
+    /// ```
+    /// let m = proxy_optout_host::Metrics::default();
+    /// m.callback("intercept", "blocked");
+    /// assert_eq!(m.callbacks("intercept", "blocked"), 1);
+    /// assert!(m.render().contains("proxy_optout_callbacks_total{kind=\"intercept\",outcome=\"blocked\"} 1"));
+    /// ```
+    pub fn callback(&self, kind: &'static str, outcome: &'static str) {
+        let read = self
+            .callbacks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(v) = read.get(&(kind, outcome)) {
+            v.fetch_add(1, Relaxed);
+            return;
+        }
+        drop(read);
+        self.callbacks
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .entry((kind, outcome))
+            .or_default()
+            .fetch_add(1, Relaxed);
+    }
+
+    /// How many callbacks of `kind` came to `outcome`.
+    ///
+    /// ```
+    /// assert_eq!(proxy_optout_host::Metrics::default().callbacks("callback", "delivered"), 0);
+    /// ```
+    #[must_use]
+    pub fn callbacks(&self, kind: &str, outcome: &str) -> u64 {
+        self.callbacks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .find(|((k, o), _)| *k == kind && *o == outcome)
+            .map_or(0, |(_, v)| v.load(Relaxed))
+    }
+
     /// Records one request's latency under a [`ROUTES`] label (unknown labels count as `other`).
     ///
     /// ```
@@ -357,6 +401,23 @@ impl Metrics {
             "event",
             "Webhooks kept in the local journal, by cause, and entries handled from it.",
         );
+        let name = format!("{}_callbacks_total", self.prefix);
+        let _ = writeln!(
+            out,
+            "# HELP {name} Callbacks made, by kind and outcome.\n# TYPE {name} counter"
+        );
+        for ((kind, outcome), v) in self
+            .callbacks
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+        {
+            let _ = writeln!(
+                out,
+                "{name}{{kind=\"{kind}\",outcome=\"{outcome}\"}} {}",
+                v.load(Relaxed)
+            );
+        }
         let _ = writeln!(
             out,
             "# HELP {p}_sends_found_total Sends not made again: the provider already had the message.\n# TYPE {p}_sends_found_total counter\n{p}_sends_found_total {}",

@@ -28,6 +28,7 @@ use crate::config::Config;
 /// ```
 pub struct App {
     pipeline: Pipeline,
+    hooks: Arc<crate::proxy::hooks::Hooks>,
     db: Db,
     proxy: ProxyState,
     draining: AtomicBool,
@@ -53,8 +54,14 @@ pub(crate) struct ProxyState {
 }
 
 impl App {
-    pub(crate) fn new(config: &Config, db: Db, pipeline: Pipeline) -> App {
+    pub(crate) fn new(
+        config: &Config,
+        db: Db,
+        pipeline: Pipeline,
+        hooks: Arc<crate::proxy::hooks::Hooks>,
+    ) -> App {
         App {
+            hooks,
             proxy: ProxyState {
                 sql: db.sql(),
                 ctx: crate::proxy::store::Ctx {
@@ -148,6 +155,10 @@ impl App {
     #[must_use]
     pub fn pipeline(&self) -> &Pipeline {
         &self.pipeline
+    }
+
+    pub(crate) fn hooks(&self) -> &crate::proxy::hooks::Hooks {
+        &self.hooks
     }
 
     pub(crate) fn proxy(&self) -> &ProxyState {

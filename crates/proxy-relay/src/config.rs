@@ -227,6 +227,58 @@ pub struct ServeArgs {
     /// entries); the entries stay, without their text. 0 clears them at each hourly pass.
     #[arg(long, global = true, env = "PROXY_RELAY_TEXT_RETENTION_DAYS")]
     pub text_retention_days: Option<u32>,
+    /// Twilio's `ProxyRespectSmsStopFilterFlag`, account-wide: when set, keywords follow each
+    /// number's STOP filtering (PhoneNumbers' `StopFiltering`), and with filtering off they
+    /// are relayed (to the InterceptCallbackUrl first) like any message. Off: Proxy drops
+    /// them whatever the filtering.
+    #[arg(long, global = true, env = "PROXY_RELAY_RESPECT_STOP_FILTER_FLAG")]
+    pub respect_stop_filter_flag: bool,
+    /// How long the InterceptCallbackUrl may take before the message is let through, in
+    /// milliseconds (inside Twilio's 15 s webhook budget, with room for the send).
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_INTERCEPT_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub intercept_timeout_ms: u64,
+    /// How long one CallbackUrl or OutOfSessionCallbackUrl attempt may take, in milliseconds.
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_CALLBACK_TIMEOUT_MS",
+        default_value_t = 5000
+    )]
+    pub callback_timeout_ms: u64,
+    /// Attempts per CallbackUrl delivery (informational, so retrying is safe); then 80908.
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_CALLBACK_ATTEMPTS",
+        default_value_t = 3
+    )]
+    pub callback_attempts: u32,
+    /// A URL that receives each debugger alert as it is raised (Twilio's debugger webhook),
+    /// signed like Twilio's webhooks.
+    #[arg(long, global = true, env = "PROXY_RELAY_DEBUGGER_WEBHOOK_URL")]
+    pub debugger_webhook_url: Option<String>,
+    /// Days of debugger alerts to keep (Twilio keeps 30).
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_ALERT_RETENTION_DAYS",
+        default_value_t = 30
+    )]
+    pub alert_retention_days: u32,
+    /// How often each instance re-reads the services' callback URLs and the numbers' STOP
+    /// filtering, in milliseconds (a change made through this instance applies at once).
+    #[arg(
+        long,
+        global = true,
+        env = "PROXY_RELAY_SETTINGS_REFRESH_MS",
+        default_value_t = 2000
+    )]
+    pub settings_refresh_ms: u64,
     /// The proxy number pool, comma-separated.
     #[arg(
         long,
@@ -399,6 +451,35 @@ pub enum SenderConfig {
     },
 }
 
+/// Proxy's callbacks, the account's STOP-filter flag and the debugger feed.
+///
+/// ```
+/// use clap::Parser;
+/// let cli = proxy_relay::Cli::parse_from(["proxy-relay", "--auth-token", "t", "--respect-stop-filter-flag"]);
+/// let config = proxy_relay::Config::from_args(&cli.serve)?;
+/// assert!(config.hooks.respect_stop_filter_flag);
+/// assert_eq!(config.hooks.intercept_timeout.as_secs(), 5);
+/// # Ok::<(), proxy_relay::ConfigError>(())
+/// ```
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct HookConfig {
+    /// `ProxyRespectSmsStopFilterFlag`.
+    pub respect_stop_filter_flag: bool,
+    /// The InterceptCallbackUrl's time limit.
+    pub intercept_timeout: Duration,
+    /// One CallbackUrl (or OutOfSessionCallbackUrl) attempt's time limit.
+    pub callback_timeout: Duration,
+    /// Attempts per CallbackUrl delivery.
+    pub callback_attempts: u32,
+    /// Where each alert is posted as it is raised.
+    pub debugger_webhook_url: Option<String>,
+    /// How long alerts are kept.
+    pub alert_retention: Duration,
+    /// How often the callback URLs and STOP filtering settings are re-read.
+    pub settings_refresh: Duration,
+}
+
 /// A checked configuration.
 ///
 /// ```
@@ -434,6 +515,8 @@ pub struct Config {
     pub generated: Vec<&'static str>,
     /// The proxy number pool.
     pub proxy_numbers: Vec<String>,
+    /// Callbacks, the STOP-filter flag and the debugger feed.
+    pub hooks: HookConfig,
     /// The carrier-layer mode.
     pub mode: CarrierMode,
     /// The sender.
@@ -622,6 +705,23 @@ impl Config {
             text_retention: args.text_retention_days.map(days),
             generated,
             proxy_numbers,
+            hooks: HookConfig {
+                respect_stop_filter_flag: args.respect_stop_filter_flag,
+                intercept_timeout: Duration::from_millis(args.intercept_timeout_ms.max(1)),
+                callback_timeout: Duration::from_millis(args.callback_timeout_ms.max(1)),
+                callback_attempts: args.callback_attempts.max(1),
+                debugger_webhook_url: match &args.debugger_webhook_url {
+                    Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                        return Err(ConfigError::new(
+                            "debugger-webhook-url",
+                            format!("{u:?} is not an http(s) URL"),
+                        ))
+                    }
+                    u => u.clone(),
+                },
+                alert_retention: days(args.alert_retention_days),
+                settings_refresh: Duration::from_millis(args.settings_refresh_ms.max(10)),
+            },
             mode: match args.mode {
                 ModeArg::Emulate => CarrierMode::Emulate,
                 ModeArg::Mirror => CarrierMode::Mirror,

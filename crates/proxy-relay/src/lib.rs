@@ -58,7 +58,7 @@ mod sessions;
 pub use app::App;
 pub use backend::{Database, Db, DbError, SESSION_SCHEMA_VERSION};
 pub use config::{
-    sender_for, Cli, Command, Config, ConfigError, ModeArg, OptoutsCommand, SenderArg,
+    sender_for, Cli, Command, Config, ConfigError, HookConfig, ModeArg, OptoutsCommand, SenderArg,
     SenderConfig, ServeArgs,
 };
 pub use http::router;

@@ -64,6 +64,7 @@ pub struct Server {
     serving: JoinHandle<std::io::Result<()>>,
     grace: Duration,
     sweeping: (CancellationToken, JoinHandle<()>),
+    refreshing: (CancellationToken, JoinHandle<()>),
     retaining: (CancellationToken, JoinHandle<()>),
 }
 
@@ -131,9 +132,33 @@ impl Server {
             )));
         }
         let metrics = Arc::new(Metrics::with_prefix("proxy_relay"));
-        let interactions = Arc::new(crate::proxy::Interactions::start(db.sql(), metrics.clone()));
+        let ctx = crate::proxy::store::Ctx {
+            base: public_url.trim_end_matches('/').to_owned(),
+            account: config.account_sid.clone(),
+        };
+        let hooks = match crate::proxy::hooks::Hooks::start(
+            db.sql(),
+            ctx,
+            config.auth_tokens[0].clone(),
+            config.hooks.clone(),
+            metrics.clone(),
+        )
+        .await
+        {
+            Ok(h) => h,
+            Err(e) => {
+                db.close().await;
+                return Err(StartError::Database(e));
+            }
+        };
+        let interactions = Arc::new(crate::proxy::Interactions::start(
+            db.sql(),
+            metrics.clone(),
+            hooks.clone(),
+        ));
         let pipeline = Pipeline::builder_shared(db.ledger().clone(), db.routing(), sender)
             .observer(interactions)
+            .policy(Arc::new(crate::proxy::hooks::HookPolicy(hooks.clone())))
             .auth_token(config.auth_tokens[0].clone())
             .public_url(public_url)
             .mode(config.mode)
@@ -156,7 +181,7 @@ impl Server {
                 });
             }
         };
-        let app = Arc::new(App::new(config, db, pipeline));
+        let app = Arc::new(App::new(config, db, pipeline, hooks.clone()));
         let (tx, rx) = oneshot::channel::<()>();
         let router = crate::http::router(app.clone());
         let limits = Limits {
@@ -173,6 +198,8 @@ impl Server {
                 stop,
             )),
         );
+        let stop = CancellationToken::new();
+        let refreshing = (stop.clone(), tokio::spawn(hooks.refresh(stop)));
         let stop = CancellationToken::new();
         let retaining = (
             stop.clone(),
@@ -197,6 +224,7 @@ impl Server {
             serving,
             grace: config.shutdown_grace,
             sweeping,
+            refreshing,
             retaining,
         })
     }
@@ -304,6 +332,8 @@ impl Server {
         // (what is left stays journaled for the next start), and closes the database.
         self.sweeping.0.cancel();
         let _ = (&mut self.sweeping.1).await;
+        self.refreshing.0.cancel();
+        let _ = (&mut self.refreshing.1).await;
         self.retaining.0.cancel();
         let _ = (&mut self.retaining.1).await;
         let left = deadline.saturating_duration_since(tokio::time::Instant::now());

@@ -19,7 +19,7 @@ use sql::Sql;
 /// The version of the session tables this build writes.
 ///
 /// ```
-/// assert_eq!(proxy_relay::SESSION_SCHEMA_VERSION, 2);
+/// assert_eq!(proxy_relay::SESSION_SCHEMA_VERSION, 3);
 /// ```
 pub const SESSION_SCHEMA_VERSION: i32 = crate::proxy::VERSION as i32;
 

@@ -41,6 +41,9 @@ pub(super) async fn open(
             supported: SESSION_SCHEMA_VERSION,
         });
     }
+    if found == Some(2) {
+        tx.batch_execute(crate::proxy::FROM_V2).await?;
+    }
     if found.map_or(true, |v| v < i64::from(SESSION_SCHEMA_VERSION)) {
         tx.execute(
             "INSERT INTO proxy_relay_schema (version) VALUES ($1::TEXT::BIGINT)",

@@ -22,6 +22,9 @@ fn migrate(store: &SqliteStore) -> Result<(), DbError> {
             tx.query_row("SELECT max(version) FROM proxy_relay_schema", [], |r| {
                 r.get(0)
             })?;
+        if found == Some(2) {
+            tx.execute_batch(crate::proxy::FROM_V2)?;
+        }
         if found.map_or(true, |v| v < SESSION_SCHEMA_VERSION) {
             tx.execute(
                 "INSERT INTO proxy_relay_schema (version) VALUES (?1)",

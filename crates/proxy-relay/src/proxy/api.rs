@@ -74,6 +74,8 @@ pub(crate) fn routes(app: Arc<App>) -> Router<Arc<App>> {
             &format!("{c}/Interactions/{{interaction}}"),
             get(fetch_interaction).delete(delete_interaction),
         )
+        .route("/v1/Alerts", get(super::alerts::list))
+        .route("/v1/Alerts/{sid}", get(super::alerts::fetch))
         .route(
             "/v1/OptOuts",
             get(super::optouts::export)
@@ -122,6 +124,14 @@ async fn with<T: Send + 'static>(
     app.proxy().sql.run(move |tx| f(tx, &ctx)).await
 }
 
+/// A service's URLs or a number's filtering changed: this instance applies it at once (the
+/// others within `--settings-refresh-ms`).
+async fn settings_changed(app: &App) {
+    if let Err(e) = app.hooks().reload().await {
+        tracing::warn!(error = %e, "could not re-read the callback and filtering settings");
+    }
+}
+
 fn created(v: Value) -> Answer {
     Ok((StatusCode::CREATED, Json(v)).into_response())
 }
@@ -133,7 +143,7 @@ fn deleted(_: ()) -> Answer {
 }
 
 /// The page asked for in the query.
-fn page_req(query: Option<&str>) -> Result<PageReq, ApiError> {
+pub(crate) fn page_req(query: Option<&str>) -> Result<PageReq, ApiError> {
     let form = Form::parse(query.unwrap_or("").as_bytes())
         .map_err(|e| ApiError::invalid(e.to_string()))?;
     let number = |name: &str, default: i64| -> Result<i64, ApiError> {
@@ -164,7 +174,7 @@ fn page_req(query: Option<&str>) -> Result<PageReq, ApiError> {
 
 /// Proxy's list envelope: the records under `key`, and `meta` with absolute URLs on the
 /// public base (the clients follow `next_page_url` verbatim).
-fn envelope(app: &App, uri: &axum::http::Uri, key: &str, req: PageReq, page: Page) -> Answer {
+pub(crate) fn envelope(app: &App, uri: &axum::http::Uri, key: &str, req: PageReq, page: Page) -> Answer {
     let base = format!("{}{}", app.proxy().ctx.base, uri.path());
     let url_for = |n: i64, token: Option<i64>| {
         let mut u = format!("{base}?PageSize={}&Page={n}", req.size);
@@ -207,7 +217,9 @@ async fn list_services(State(app): State<Arc<App>>, uri: OriginalUri) -> Answer 
 
 async fn create_service(State(app): State<Arc<App>>, body: Bytes) -> Answer {
     let f = fields(&body)?;
-    created(with(&app, move |tx, ctx| store::create_service(tx, ctx, &f)).await?)
+    let v = with(&app, move |tx, ctx| store::create_service(tx, ctx, &f)).await?;
+    settings_changed(&app).await;
+    created(v)
 }
 
 async fn fetch_service(State(app): State<Arc<App>>, Path(s): Path<String>) -> Answer {
@@ -216,11 +228,15 @@ async fn fetch_service(State(app): State<Arc<App>>, Path(s): Path<String>) -> An
 
 async fn update_service(State(app): State<Arc<App>>, Path(s): Path<String>, body: Bytes) -> Answer {
     let f = fields(&body)?;
-    ok(with(&app, move |tx, ctx| store::update_service(tx, ctx, &s, &f)).await?)
+    let v = with(&app, move |tx, ctx| store::update_service(tx, ctx, &s, &f)).await?;
+    settings_changed(&app).await;
+    ok(v)
 }
 
 async fn delete_service(State(app): State<Arc<App>>, Path(s): Path<String>) -> Answer {
-    deleted(with(&app, move |tx, _| store::delete_service(tx, &s)).await?)
+    with(&app, move |tx, _| store::delete_service(tx, &s)).await?;
+    settings_changed(&app).await;
+    deleted(())
 }
 
 async fn list_numbers(
@@ -236,7 +252,9 @@ async fn list_numbers(
 
 async fn add_number(State(app): State<Arc<App>>, Path(s): Path<String>, body: Bytes) -> Answer {
     let f = fields(&body)?;
-    created(with(&app, move |tx, ctx| store::add_number(tx, ctx, &s, &f)).await?)
+    let v = with(&app, move |tx, ctx| store::add_number(tx, ctx, &s, &f)).await?;
+    settings_changed(&app).await;
+    created(v)
 }
 
 async fn fetch_number(State(app): State<Arc<App>>, Path((s, n)): Path<(String, String)>) -> Answer {
@@ -249,17 +267,18 @@ async fn update_number(
     body: Bytes,
 ) -> Answer {
     let f = fields(&body)?;
-    ok(with(&app, move |tx, ctx| {
-        store::update_number(tx, ctx, &s, &n, &f)
-    })
-    .await?)
+    let v = with(&app, move |tx, ctx| store::update_number(tx, ctx, &s, &n, &f)).await?;
+    settings_changed(&app).await;
+    ok(v)
 }
 
 async fn remove_number(
     State(app): State<Arc<App>>,
     Path((s, n)): Path<(String, String)>,
 ) -> Answer {
-    deleted(with(&app, move |tx, _| store::remove_number(tx, &s, &n)).await?)
+    with(&app, move |tx, _| store::remove_number(tx, &s, &n)).await?;
+    settings_changed(&app).await;
+    deleted(())
 }
 
 async fn list_sessions(

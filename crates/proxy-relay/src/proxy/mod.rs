@@ -7,9 +7,11 @@
 //! becomes an Interaction through the pipeline's [`Observer`], and a MessageInteraction is
 //! sent through the pipeline, under the ledger's rules.
 
+mod alerts;
 mod api;
 mod auth;
 mod error;
+pub(crate) mod hooks;
 mod optouts;
 mod schema;
 pub(crate) mod store;
@@ -22,9 +24,10 @@ use proxy_optout_host::{BoxFuture, Metrics, Observer, Report, StatusReport};
 pub(crate) use api::routes;
 pub(crate) use auth::Credentials;
 pub use error::ApiError;
-pub(crate) use schema::{postgres as pg_schema, sqlite as sqlite_schema, ROUTE, VERSION};
+pub(crate) use schema::{postgres as pg_schema, sqlite as sqlite_schema, FROM_V2, ROUTE, VERSION};
 
 use crate::backend::sql::Sql;
+use hooks::Hooks;
 use store::Relayed;
 
 /// The service `--proxy-numbers` seeds, so the server relays without an API call first.
@@ -36,23 +39,20 @@ enum Entry {
     Status { message_sid: String, status: String },
 }
 
-/// The most entries one transaction writes.
 const BATCH: usize = 256;
 
-/// Writes each relayed message as an Interaction and keeps its outbound leg's status current
-/// from status callbacks. Writes are grouped: whatever arrived while the last transaction
-/// ran goes in the next one, and each caller is answered once its entry is committed. So a
-/// webhook's answer still follows its Interaction (a client reading the log after a text sees
-/// it), while under load many messages share one transaction instead of paying one each.
+/// The interaction log, written in batches off the webhook's path, and what follows each
+/// write: the alerts of the notices, the CallbackUrl of each new or advanced interaction.
 pub(crate) struct Interactions {
     queue: tokio::sync::mpsc::Sender<(Entry, tokio::sync::oneshot::Sender<()>)>,
+    hooks: Arc<Hooks>,
 }
 
 impl Interactions {
-    /// Starts the writer on `sql`; it stops when the last handle is dropped.
-    pub(crate) fn start(sql: Arc<Sql>, metrics: Arc<Metrics>) -> Interactions {
+    pub(crate) fn start(sql: Arc<Sql>, metrics: Arc<Metrics>, hooks: Arc<Hooks>) -> Interactions {
         let (queue, mut rx) =
             tokio::sync::mpsc::channel::<(Entry, tokio::sync::oneshot::Sender<()>)>(4 * BATCH);
+        let callbacks = hooks.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -66,30 +66,44 @@ impl Interactions {
                 let n = entries.len();
                 let result = sql
                     .run_relaxed(move |tx| {
+                        // The interactions whose CallbackUrl fires: new ones with an
+                        // outbound leg, and those whose leg's status moved forward.
+                        let mut changed = Vec::new();
                         for e in &entries {
                             match e {
-                                Entry::Relayed(r) => store::record_relayed(tx, r)?,
+                                Entry::Relayed(r) => {
+                                    if store::record_relayed(tx, r)? && r.outbound.is_some() {
+                                        changed.push(r.sid.clone());
+                                    }
+                                }
                                 Entry::Status {
                                     message_sid,
                                     status,
                                 } => {
-                                    store::record_status(tx, message_sid, status)?;
+                                    changed.extend(store::record_status(tx, message_sid, status)?);
                                 }
                             }
                         }
-                        Ok::<_, crate::backend::DbError>(())
+                        Ok::<_, crate::backend::DbError>(changed)
                     })
                     .await;
-                if let Err(e) = result {
-                    metrics.store_error("interaction");
-                    tracing::error!(error = %e, entries = n, "could not record interactions");
+                match result {
+                    Ok(changed) => {
+                        for sid in changed {
+                            callbacks.interaction_changed(sid);
+                        }
+                    }
+                    Err(e) => {
+                        metrics.store_error("interaction");
+                        tracing::error!(error = %e, entries = n, "could not record interactions");
+                    }
                 }
                 for w in waiting {
                     let _ = w.send(());
                 }
             }
         });
-        Interactions { queue }
+        Interactions { queue, hooks }
     }
 
     async fn write(&self, entry: Entry) {
@@ -98,15 +112,53 @@ impl Interactions {
             let _ = wait.await;
         }
     }
+
+    /// The alerts a handled message raises: each notice, and an out-of-session message.
+    fn alert(&self, report: &Report) {
+        let codes = report.notices.iter().copied().chain(match report.outcome {
+            "out_of_session" => Some(80902),
+            "no_counterpart" => Some(80614),
+            _ => None,
+        });
+        let service = self.hooks.service_of(&report.to).unwrap_or_default();
+        let mut request = vec![
+            ("From".to_owned(), report.from.clone()),
+            ("To".to_owned(), report.to.clone()),
+        ];
+        if let Some(m) = &report.message_sid {
+            request.insert(0, ("MessageSid".to_owned(), m.clone()));
+        }
+        for code in codes {
+            let text = match code {
+                80901 => "the keyword was not relayed".to_owned(),
+                80909 => "the InterceptCallbackUrl answered 403; the message was not relayed".to_owned(),
+                21610 => format!(
+                    "{} opted out of this number; the message was not relayed",
+                    report.forward.as_ref().map_or("the recipient", |l| l.to.as_str())
+                ),
+                80902 => format!("{} has no active session on {}", report.from, report.to),
+                80614 => "the session has no other participant".to_owned(),
+                _ => report.outcome.to_owned(),
+            };
+            self.hooks.alerts.raise(
+                alerts::Alert::new(code, text)
+                    .resource(report.message_sid.as_deref().unwrap_or_default())
+                    .service(&service)
+                    .request("POST", crate::WEBHOOK_PATH, &request),
+            );
+        }
+    }
 }
 
 impl Observer for Interactions {
     fn handled(&self, report: Report) -> BoxFuture<'_, ()> {
         Box::pin(async move {
+            self.alert(&report);
             let Some(session) = report.session.clone() else {
                 return;
             };
             self.write(Entry::Relayed(Relayed {
+                sid: hooks::interaction_sid(report.message_sid.as_deref()),
                 session,
                 from: report.from,
                 to: report.to,
@@ -129,7 +181,6 @@ impl Observer for Interactions {
     }
 }
 
-/// Closes expired sessions every `every` until `stop`.
 pub(crate) async fn sweep(
     sql: Arc<Sql>,
     every: std::time::Duration,

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS proxy_phone_numbers (
     phone_number  TEXT NOT NULL UNIQUE,
     is_reserved   BIGINT NOT NULL DEFAULT 0,
     date_created  BIGINT NOT NULL,
+    stop_filtering TEXT NOT NULL DEFAULT 'on',
     date_updated  BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proxy_phone_numbers_by_service ON proxy_phone_numbers (service_sid, seq);
@@ -88,13 +89,32 @@ CREATE TABLE IF NOT EXISTS proxy_interactions (
     date_updated               BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proxy_interactions_by_session ON proxy_interactions (session_sid, seq);
+CREATE TABLE IF NOT EXISTS proxy_alerts (
+    seq                {SEQ},
+    sid                TEXT NOT NULL UNIQUE,
+    error_code         TEXT NOT NULL,
+    log_level          TEXT NOT NULL,
+    alert_text         TEXT NOT NULL,
+    request_method     TEXT,
+    request_url        TEXT,
+    request_variables  TEXT,
+    resource_sid       TEXT,
+    service_sid        TEXT,
+    date_created       BIGINT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS proxy_alerts_by_date ON proxy_alerts (date_created, seq);
 CREATE INDEX IF NOT EXISTS proxy_interactions_by_outbound ON proxy_interactions (outbound_resource_sid)
     WHERE outbound_resource_sid IS NOT NULL;
 ";
 
 /// The tables' version this build writes. Version 1 was the `/v1/sessions` tables
-/// (`relay_sessions`, `relay_participants`), which this build leaves alone.
-pub(crate) const VERSION: i64 = 2;
+/// (`relay_sessions`, `relay_participants`), which this build leaves alone; version 2 had
+/// no alerts and no STOP filtering per number.
+pub(crate) const VERSION: i64 = 3;
+
+/// What turns version 2's tables into version 3's (the new tables come from `TABLES`).
+pub(crate) const FROM_V2: &str =
+    "ALTER TABLE proxy_phone_numbers ADD COLUMN stop_filtering TEXT NOT NULL DEFAULT 'on'";
 
 /// The tables in SQLite's dialect.
 pub(crate) fn sqlite() -> String {

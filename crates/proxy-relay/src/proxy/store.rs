@@ -20,10 +20,10 @@ pub(crate) struct Ctx {
 }
 
 impl Ctx {
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}/v1/{path}", self.base)
     }
-    fn message_url(&self, sid: &str) -> String {
+    pub(crate) fn message_url(&self, sid: &str) -> String {
         format!(
             "https://api.twilio.com/2010-04-01/Accounts/{}/Messages/{sid}.json",
             self.account
@@ -373,7 +373,8 @@ pub(crate) fn delete_service(tx: &mut dyn Tx, id: &str) -> Result<(), ApiError> 
 const NUMBER: &str = "SELECT n.seq, n.sid, n.service_sid, n.phone_number, n.is_reserved,
     n.date_created, n.date_updated,
     (SELECT count(DISTINCT p.session_sid) FROM proxy_participants p
-      WHERE p.active = 1 AND p.proxy_identifier_sid = n.sid) AS in_use
+      WHERE p.active = 1 AND p.proxy_identifier_sid = n.sid) AS in_use,
+    n.stop_filtering
     FROM proxy_phone_numbers n";
 
 fn iso_country(number: &str) -> Value {
@@ -411,8 +412,13 @@ fn number_json(ctx: &Ctx, r: &Row) -> Value {
         "url": ctx.url(&format!("Services/{service}/PhoneNumbers/{sid}")),
         "is_reserved": int(r, 4).unwrap_or(0) != 0,
         "in_use": int(r, 7).unwrap_or(0),
+        // Beyond Proxy: the Messaging side's STOP filtering for this number (SPEC §6).
+        "stop_filtering": text(r, 8).unwrap_or_else(|| "on".into()),
     })
 }
+
+/// `StopFiltering`'s values (an extension: Proxy leaves it to the Messaging side).
+const FILTERING: &[&str] = &["on", "off"];
 
 fn find_number(tx: &mut dyn Tx, service: &str, id: &str) -> Result<Row, ApiError> {
     tx.row(
@@ -466,13 +472,16 @@ pub(crate) fn add_number(
     let sid = new_sid("PN");
     let now = time::now();
     tx.execute(
-        "INSERT INTO proxy_phone_numbers (sid, service_sid, phone_number, is_reserved, date_created, date_updated)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO proxy_phone_numbers (sid, service_sid, phone_number, is_reserved, stop_filtering, date_created, date_updated)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6)",
         &[
             sid.as_str().into(),
             service.as_str().into(),
             number.into(),
             f.boolean("IsReserved")?.unwrap_or(false).into(),
+            f.one_of("StopFiltering", FILTERING)?
+                .unwrap_or_else(|| "on".into())
+                .into(),
             now.into(),
         ],
     )?;
@@ -505,6 +514,17 @@ pub(crate) fn update_number(
             &sid,
             vec![
                 ("is_reserved", reserved.into()),
+                ("date_updated", time::now().into()),
+            ],
+        )?;
+    }
+    if let Some(filtering) = f.one_of("StopFiltering", FILTERING)? {
+        set(
+            tx,
+            "proxy_phone_numbers",
+            &sid,
+            vec![
+                ("stop_filtering", filtering.into()),
                 ("date_updated", time::now().into()),
             ],
         )?;
@@ -1221,6 +1241,13 @@ fn interaction_json(ctx: &Ctx, r: &Row, message: bool) -> Value {
     v
 }
 
+/// One interaction by its SID, rendered, wherever it is.
+pub(crate) fn interaction(tx: &mut dyn Tx, ctx: &Ctx, sid: &str) -> Result<Option<Value>, DbError> {
+    Ok(tx
+        .row(&format!("{INTERACTION} WHERE sid = ?1"), &[sid.into()])?
+        .map(|r| interaction_json(ctx, &r, false)))
+}
+
 fn session_of(tx: &mut dyn Tx, service: &str, session: &str) -> Result<String, ApiError> {
     let (service, _) = find_service(tx, service)?;
     Ok(text(&find_session(tx, &service, session)?, 1).unwrap_or_default())
@@ -1424,6 +1451,8 @@ pub(crate) fn list_messages(
 /// One relayed message as an Interaction: its inbound leg (`delivered`), and its outbound
 /// leg when there was one to send (sent, refused with 21610, or rejected).
 pub(crate) struct Relayed {
+    /// The interaction's SID, named before it is stored (see `hooks::interaction_sid`).
+    pub(crate) sid: String,
     pub(crate) session: String,
     pub(crate) from: String,
     pub(crate) to: String,
@@ -1433,13 +1462,15 @@ pub(crate) struct Relayed {
     pub(crate) outbound: Option<(Option<String>, &'static str)>,
 }
 
-pub(crate) fn record_relayed(tx: &mut dyn Tx, r: &Relayed) -> Result<(), DbError> {
+/// Stores a relayed message's interaction; `false` when it was stored before (a replayed
+/// message names the same SID).
+pub(crate) fn record_relayed(tx: &mut dyn Tx, r: &Relayed) -> Result<bool, DbError> {
     let now = time::now();
     let (out_sid, out_status) = match &r.outbound {
         Some((sid, status)) => (sid.clone(), Some(*status)),
         None => (None, None),
     };
-    tx.execute(
+    let inserted = tx.execute(
         "INSERT INTO proxy_interactions (sid, session_sid, service_sid, data, type,
              inbound_participant_sid, inbound_resource_sid, inbound_resource_status, inbound_resource_type,
              outbound_participant_sid, outbound_resource_sid, outbound_resource_status, outbound_resource_type,
@@ -1454,9 +1485,10 @@ pub(crate) fn record_relayed(tx: &mut dyn Tx, r: &Relayed) -> Result<(), DbError
          LEFT JOIN proxy_participants o
            ON o.session_sid = p.session_sid AND o.sid <> p.sid AND o.date_deleted IS NULL
          WHERE p.session_sid = ?7 AND p.identifier = ?8 AND p.proxy_identifier = ?9
-         LIMIT 1",
+         LIMIT 1
+         ON CONFLICT (sid) DO NOTHING",
         &[
-            new_sid("KI").into(),
+            r.sid.as_str().into(),
             json!({"body": r.body}).to_string().into(),
             r.message_sid.clone().into(),
             out_status.into(),
@@ -1467,7 +1499,11 @@ pub(crate) fn record_relayed(tx: &mut dyn Tx, r: &Relayed) -> Result<(), DbError
             r.to.as_str().into(),
         ],
     )?;
-    touch(tx, &r.session, now)
+    if inserted == 0 {
+        return Ok(false);
+    }
+    touch(tx, &r.session, now)?;
+    Ok(true)
 }
 
 /// How far along a message status is: a status callback never moves a leg backwards
@@ -1483,11 +1519,14 @@ fn rank(status: &str) -> u8 {
     }
 }
 
+/// Moves the outbound legs sent as `message_sid` forward to `status`; the interactions that
+/// moved.
 pub(crate) fn record_status(
     tx: &mut dyn Tx,
     message_sid: &str,
     status: &str,
-) -> Result<(), DbError> {
+) -> Result<Vec<String>, DbError> {
+    let mut moved = Vec::new();
     let rows = tx.query(
         "SELECT sid, outbound_resource_status FROM proxy_interactions WHERE outbound_resource_sid = ?1",
         &[message_sid.into()],
@@ -1495,13 +1534,15 @@ pub(crate) fn record_status(
     for r in rows {
         let current = text(&r, 1).unwrap_or_default();
         if rank(status) > rank(&current) {
+            let sid = text(&r, 0).unwrap_or_default();
             tx.execute(
                 "UPDATE proxy_interactions SET outbound_resource_status = ?2, date_updated = ?3 WHERE sid = ?1",
-                &[text(&r, 0).into(), status.into(), time::now().into()],
+                &[sid.as_str().into(), status.into(), time::now().into()],
             )?;
+            moved.push(sid);
         }
     }
-    Ok(())
+    Ok(moved)
 }
 
 /// Makes sure a service named `name` exists with `numbers` in its pool (the server's

@@ -1,0 +1,476 @@
+//! Proxy's callbacks and the account's STOP-filter flag: the pipeline's [`Policy`] (the flag,
+//! STOP filtering per pool number, the `InterceptCallbackUrl`), the `CallbackUrl` after each
+//! new interaction and each forward move of its outbound leg, and the debugger alerts every
+//! notice becomes.
+//!
+//! The settings the decision needs are read inside the database job, so they are held in
+//! memory: a snapshot of every service's URLs and every pool number's filtering, re-read
+//! every `--settings-refresh-ms` and at once after a change through this instance's API.
+//!
+//! Every request is a form POST signed with `X-Twilio-Signature` over its URL with the
+//! account's auth token, as Twilio signs its own webhooks, so a receiver's validation
+//! middleware accepts it unchanged.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use proxy_optout::{Intercept, StopFilterFlag, StopFiltering};
+use proxy_optout_host::{BoxFuture, Intercepted, Metrics, Policy};
+use proxy_optout_twilio::{sign, Form};
+use serde_json::Value;
+
+use super::alerts::{Alert, Alerts};
+use super::store::Ctx;
+use crate::backend::sql::{Sql, Val};
+use crate::config::HookConfig;
+
+/// One service's callback URLs.
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Urls {
+    pub(crate) callback: Option<String>,
+    pub(crate) intercept: Option<String>,
+    pub(crate) out_of_session: Option<String>,
+}
+
+/// What the decision and the callbacks read, from memory.
+#[derive(Debug, Default)]
+struct Snapshot {
+    /// Pool number → (its service, its STOP filtering).
+    numbers: HashMap<String, (String, StopFiltering)>,
+    services: HashMap<String, Urls>,
+}
+
+/// The callbacks, the flag and the snapshot behind them. Shared by the pipeline's policy, the
+/// interaction log and the API.
+pub(crate) struct Hooks {
+    sql: Arc<Sql>,
+    ctx: Ctx,
+    token: String,
+    config: HookConfig,
+    snapshot: RwLock<Arc<Snapshot>>,
+    http: reqwest::Client,
+    metrics: Arc<Metrics>,
+    pub(crate) alerts: Alerts,
+}
+
+impl std::fmt::Debug for Hooks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hooks")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The kinds of callback, as metrics and alerts name them.
+const CALLBACK: &str = "callback";
+const INTERCEPT: &str = "intercept";
+
+impl Hooks {
+    /// Loads the snapshot once; [`refresh`](Hooks::refresh) keeps it current.
+    pub(crate) async fn start(
+        sql: Arc<Sql>,
+        ctx: Ctx,
+        token: String,
+        config: HookConfig,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Hooks>, crate::DbError> {
+        let http = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| crate::DbError::Task(format!("cannot build the HTTP client: {e}")))?;
+        let alerts = Alerts::new(
+            sql.clone(),
+            ctx.clone(),
+            token.clone(),
+            config.debugger_webhook_url.clone(),
+            http.clone(),
+            metrics.clone(),
+        );
+        let hooks = Arc::new(Hooks {
+            sql,
+            ctx,
+            token,
+            config,
+            snapshot: RwLock::default(),
+            http,
+            metrics,
+            alerts,
+        });
+        hooks.reload().await?;
+        Ok(hooks)
+    }
+
+    /// Re-reads the services' URLs and the numbers' filtering.
+    pub(crate) async fn reload(&self) -> Result<(), crate::DbError> {
+        let snapshot = self
+            .sql
+            .run(|tx| {
+                let mut s = Snapshot::default();
+                for r in tx.query(
+                    "SELECT sid, callback_url, intercept_callback_url, out_of_session_callback_url FROM proxy_services",
+                    &[],
+                )? {
+                    let t = |i: usize| r.get(i).and_then(Val::owned_text);
+                    s.services.insert(
+                        t(0).unwrap_or_default(),
+                        Urls {
+                            callback: t(1),
+                            intercept: t(2),
+                            out_of_session: t(3),
+                        },
+                    );
+                }
+                for r in tx.query(
+                    "SELECT phone_number, service_sid, stop_filtering FROM proxy_phone_numbers",
+                    &[],
+                )? {
+                    let t = |i: usize| r.get(i).and_then(Val::owned_text).unwrap_or_default();
+                    let filtering = if t(2) == "off" {
+                        StopFiltering::Off
+                    } else {
+                        StopFiltering::On
+                    };
+                    s.numbers.insert(t(0), (t(1), filtering));
+                }
+                Ok::<_, crate::DbError>(s)
+            })
+            .await?;
+        *self
+            .snapshot
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snapshot);
+        Ok(())
+    }
+
+    /// Keeps the snapshot current and applies the alerts' retention, until `stop`.
+    pub(crate) async fn refresh(
+        self: Arc<Self>,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.config.settings_refresh);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut purged = tokio::time::Instant::now() - Duration::from_secs(3600);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.reload().await {
+                tracing::warn!(error = %e, "could not re-read the callback and filtering settings");
+            }
+            if purged.elapsed() >= Duration::from_secs(3600) {
+                purged = tokio::time::Instant::now();
+                let before = super::time::now() - self.config.alert_retention.as_secs() as i64;
+                match self.alerts.purge(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "alert retention applied"),
+                    Err(e) => tracing::warn!(error = %e, "could not apply the alerts' retention"),
+                }
+            }
+        }
+    }
+
+    fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The service a pool number belongs to.
+    pub(crate) fn service_of(&self, number: &str) -> Option<String> {
+        self.snapshot().numbers.get(number).map(|(s, _)| s.clone())
+    }
+
+    /// A service's callback URLs.
+    pub(crate) fn urls(&self, service: &str) -> Urls {
+        self.snapshot()
+            .services
+            .get(service)
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    fn intercept_url(&self, number: &str) -> Option<(String, String)> {
+        let snapshot = self.snapshot();
+        let (service, _) = snapshot.numbers.get(number)?;
+        let url = snapshot.services.get(service)?.intercept.clone()?;
+        Some((service.clone(), url))
+    }
+
+    /// Posts `form` to `url`, signed; the HTTP status, or why there was none.
+    pub(crate) async fn post(
+        &self,
+        url: &str,
+        form: &[(String, String)],
+        timeout: Duration,
+        idempotency: Option<&str>,
+    ) -> Result<u16, String> {
+        post_signed(&self.http, &self.token, url, form, timeout, idempotency).await
+    }
+
+    /// The `CallbackUrl` for interaction `sid`, if its service has one: read back as stored,
+    /// sent with its `interaction…`, `inbound…` and `outbound…` parameters, retried on a
+    /// transport failure or a 5xx (the callback is informational, so a repeat is harmless;
+    /// its idempotency token says it is one). Off the webhook's path: spawned.
+    pub(crate) fn interaction_changed(self: &Arc<Self>, sid: String) {
+        let hooks = self.clone();
+        tokio::spawn(async move {
+            let ctx = hooks.ctx.clone();
+            let found = {
+                let sid = sid.clone();
+                hooks
+                    .sql
+                    .run(move |tx| super::store::interaction(tx, &ctx, &sid))
+                    .await
+            };
+            let interaction = match found {
+                Ok(Some(v)) => v,
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, interaction = %sid, "cannot read the interaction for its callback");
+                    return;
+                }
+            };
+            let service = interaction["service_sid"].as_str().unwrap_or_default();
+            let Some(url) = hooks.urls(service).callback else {
+                return;
+            };
+            let form = callback_form(&interaction, true);
+            let token = format!(
+                "{sid}-{}",
+                interaction["outbound_resource_status"]
+                    .as_str()
+                    .unwrap_or("none")
+            );
+            let mut wait = Duration::from_millis(500);
+            let mut last = String::new();
+            for attempt in 1..=hooks.config.callback_attempts {
+                match hooks
+                    .post(&url, &form, hooks.config.callback_timeout, Some(&token))
+                    .await
+                {
+                    Ok(status) if status < 500 => {
+                        hooks.metrics.callback(CALLBACK, "delivered");
+                        tracing::debug!(interaction = %sid, status, attempt, "CallbackUrl delivered");
+                        return;
+                    }
+                    Ok(status) => last = format!("answered HTTP {status}"),
+                    Err(e) => last = e,
+                }
+                if attempt < hooks.config.callback_attempts {
+                    hooks.metrics.callback(CALLBACK, "retried");
+                    tokio::time::sleep(wait).await;
+                    wait *= 2;
+                }
+            }
+            hooks.metrics.callback(CALLBACK, "failed");
+            tracing::warn!(interaction = %sid, url = %url, reason = %last, "CallbackUrl failed");
+            hooks.alerts.raise(
+                Alert::new(80908, format!("CallbackUrl {url} failed: {last}"))
+                    .resource(&sid)
+                    .service(service)
+                    .request("POST", &url, &form),
+            );
+        });
+    }
+}
+
+/// Posts a signed form. Redirects are not followed (Twilio does not follow them either).
+pub(crate) async fn post_signed(
+    http: &reqwest::Client,
+    token: &str,
+    url: &str,
+    form: &[(String, String)],
+    timeout: Duration,
+    idempotency: Option<&str>,
+) -> Result<u16, String> {
+    let body = Form::from_pairs(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    let signature = sign(token, url, &body);
+    let mut request = http
+        .post(url)
+        .timeout(timeout)
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-twilio-signature", signature)
+        .header("user-agent", concat!("proxy-relay/", env!("CARGO_PKG_VERSION")))
+        .body(body.encode());
+    if let Some(t) = idempotency {
+        request = request.header("i-twilio-idempotency-token", t);
+    }
+    match request.send().await {
+        Ok(r) => Ok(r.status().as_u16()),
+        Err(e) if e.is_timeout() => Err(format!("no answer within {timeout:?}")),
+        Err(e) => Err(format!("cannot reach it: {e}")),
+    }
+}
+
+/// An interaction's fields as Proxy's callbacks name them: `interactionSid`, …,
+/// `inboundResourceUrl`, and (for the CallbackUrl) the `outbound…` five. Absent values are
+/// left out.
+pub(crate) fn callback_form(interaction: &Value, outbound: bool) -> Vec<(String, String)> {
+    let mut form = Vec::with_capacity(18);
+    let mut put = |name: &str, value: &Value| match value {
+        Value::String(s) => form.push((name.to_owned(), s.clone())),
+        Value::Number(n) => form.push((name.to_owned(), n.to_string())),
+        _ => {}
+    };
+    let v = interaction;
+    for (name, field) in [
+        ("interactionSid", "sid"),
+        ("interactionSessionSid", "session_sid"),
+        ("interactionServiceSid", "service_sid"),
+        ("interactionAccountSid", "account_sid"),
+        ("interactionData", "data"),
+        ("interactionType", "type"),
+        ("interactionDateCreated", "date_created"),
+        ("interactionDateUpdated", "date_updated"),
+    ] {
+        put(name, &v[field]);
+    }
+    let legs: &[&str] = if outbound {
+        &["inbound", "outbound"]
+    } else {
+        &["inbound"]
+    };
+    for leg in legs {
+        for (suffix, field) in [
+            ("ParticipantSid", "participant_sid"),
+            ("ResourceSid", "resource_sid"),
+            ("ResourceStatus", "resource_status"),
+            ("ResourceType", "resource_type"),
+            ("ResourceUrl", "resource_url"),
+        ] {
+            put(&format!("{leg}{suffix}"), &v[format!("{leg}_{field}")]);
+        }
+    }
+    form
+}
+
+/// The interaction a relayed message becomes, named before it is stored so the intercept
+/// hook and the log agree: `KI` and the inbound message SID's 32 hex digits, so a
+/// redelivered or replayed message names the same one.
+pub(crate) fn interaction_sid(message_sid: Option<&str>) -> String {
+    match message_sid {
+        Some(m) if m.len() == 34 && m.is_ascii() => format!("KI{}", &m[2..]),
+        _ => super::store::new_sid("KI"),
+    }
+}
+
+/// The pipeline's policy over the hooks.
+pub(crate) struct HookPolicy(pub(crate) Arc<Hooks>);
+
+impl Policy for HookPolicy {
+    fn stop_filter_flag(&self) -> StopFilterFlag {
+        if self.0.config.respect_stop_filter_flag {
+            StopFilterFlag::Respect
+        } else {
+            StopFilterFlag::Ignore
+        }
+    }
+
+    fn stop_filtering(&self, proxy_number: &str) -> StopFiltering {
+        self.0
+            .snapshot()
+            .numbers
+            .get(proxy_number)
+            .map_or(StopFiltering::On, |(_, f)| *f)
+    }
+
+    fn intercepts(&self, proxy_number: &str) -> bool {
+        self.0.intercept_url(proxy_number).is_some()
+    }
+
+    fn intercept<'a>(&'a self, i: Intercepted<'a>) -> BoxFuture<'a, Intercept> {
+        Box::pin(async move {
+            let hooks = &self.0;
+            let message = i.message();
+            let Some((service, url)) = hooks.intercept_url(message.to()) else {
+                return Intercept::Allow;
+            };
+            // The sender's participant SID is not in the route: one indexed read.
+            let participant = {
+                let (session, from, to) = (
+                    i.session().to_owned(),
+                    message.from().to_owned(),
+                    message.to().to_owned(),
+                );
+                hooks
+                    .sql
+                    .run(move |tx| {
+                        Ok::<_, crate::DbError>(
+                            tx.row(
+                                "SELECT sid FROM proxy_participants
+                                 WHERE session_sid = ?1 AND identifier = ?2 AND proxy_identifier = ?3 AND active = 1",
+                                &[session.into(), from.into(), to.into()],
+                            )?
+                            .and_then(|r| r.get(0).and_then(Val::owned_text)),
+                        )
+                    })
+                    .await
+                    .ok()
+                    .flatten()
+            };
+            let now = super::time::format(super::time::now());
+            let sid = interaction_sid(message.sid());
+            let data = serde_json::json!({ "body": message.body() }).to_string();
+            let mut form: Vec<(String, String)> = vec![
+                ("interactionSid".into(), sid.clone()),
+                ("interactionSessionSid".into(), i.session().to_owned()),
+                ("interactionServiceSid".into(), service.clone()),
+                ("interactionAccountSid".into(), hooks.ctx.account.clone()),
+                ("interactionData".into(), data),
+                ("interactionType".into(), "message".into()),
+                ("interactionDateCreated".into(), now.clone()),
+                ("interactionDateUpdated".into(), now),
+            ];
+            if let Some(p) = participant {
+                form.push(("inboundParticipantSid".into(), p));
+            }
+            if let Some(m) = message.sid() {
+                form.push(("inboundResourceSid".into(), m.to_owned()));
+                form.push(("inboundResourceUrl".into(), hooks.ctx.message_url(m)));
+            }
+            form.push(("inboundResourceStatus".into(), "delivered".into()));
+            form.push(("inboundResourceType".into(), "Message".into()));
+            // Beyond Proxy: what the library made of a keyword the flag let through.
+            if let Some(category) = i.decision().category() {
+                form.push(("keywordCategory".into(), category.as_str().into()));
+            }
+            if let Some(keyword) = i.decision().keyword() {
+                form.push(("keyword".into(), keyword.into()));
+            }
+            match hooks
+                .post(&url, &form, hooks.config.intercept_timeout, Some(&sid))
+                .await
+            {
+                Ok(403) => {
+                    hooks.metrics.callback(INTERCEPT, "blocked");
+                    Intercept::Block
+                }
+                Ok(status) if (200..300).contains(&status) => {
+                    hooks.metrics.callback(INTERCEPT, "allowed");
+                    Intercept::Allow
+                }
+                answered => {
+                    let reason = match answered {
+                        Ok(status) => format!("answered HTTP {status}"),
+                        Err(e) => e,
+                    };
+                    hooks.metrics.callback(INTERCEPT, "failed");
+                    tracing::warn!(url = %url, reason = %reason, "InterceptCallbackUrl failed; letting the message through");
+                    hooks.alerts.raise(
+                        Alert::new(
+                            80908,
+                            format!("InterceptCallbackUrl {url} {reason}; the message was relayed"),
+                        )
+                        .resource(message.sid().unwrap_or_default())
+                        .service(&service)
+                        .request("POST", &url, &form),
+                    );
+                    Intercept::Allow
+                }
+            }
+        })
+    }
+}
