@@ -223,7 +223,8 @@ fn more_info(code: u32) -> String {
     format!("https://www.twilio.com/docs/errors/{code}")
 }
 
-const ALERT: &str = "SELECT seq, sid, error_code, log_level, alert_text, request_method, request_url,
+const ALERT: &str =
+    "SELECT seq, sid, error_code, log_level, alert_text, request_method, request_url,
     request_variables, resource_sid, service_sid, date_created FROM proxy_alerts";
 
 fn alert_json(ctx: &Ctx, r: &Row) -> Value {
@@ -266,9 +267,11 @@ fn date_filter(name: &str, value: Option<&str>) -> Result<Option<i64>, ApiError>
     } else {
         v.to_owned()
     };
-    time::parse(&full)
-        .map(Some)
-        .ok_or_else(|| ApiError::invalid(format!("{name} {v:?} is not a date (YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ)")))
+    time::parse(&full).map(Some).ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{name} {v:?} is not a date (YYYY-MM-DD or YYYY-MM-DDThh:mm:ssZ)"
+        ))
+    })
 }
 
 /// `GET /v1/Alerts`: newest first, filtered by `LogLevel`, `StartDate`, `EndDate`.
@@ -318,7 +321,7 @@ async fn list_page(app: &App, uri: &OriginalUri) -> Result<Response, ApiError> {
             )?;
             let next = if rows.len() as i64 > req.size {
                 rows.truncate(req.size as usize);
-                rows.last().and_then(|r| r.get(0).and_then(Val::int))
+                rows.last().and_then(|r| r.first().and_then(Val::int))
             } else {
                 None
             };

@@ -174,7 +174,13 @@ pub(crate) fn page_req(query: Option<&str>) -> Result<PageReq, ApiError> {
 
 /// Proxy's list envelope: the records under `key`, and `meta` with absolute URLs on the
 /// public base (the clients follow `next_page_url` verbatim).
-pub(crate) fn envelope(app: &App, uri: &axum::http::Uri, key: &str, req: PageReq, page: Page) -> Answer {
+pub(crate) fn envelope(
+    app: &App,
+    uri: &axum::http::Uri,
+    key: &str,
+    req: PageReq,
+    page: Page,
+) -> Answer {
     let base = format!("{}{}", app.proxy().ctx.base, uri.path());
     let url_for = |n: i64, token: Option<i64>| {
         let mut u = format!("{base}?PageSize={}&Page={n}", req.size);
@@ -267,7 +273,10 @@ async fn update_number(
     body: Bytes,
 ) -> Answer {
     let f = fields(&body)?;
-    let v = with(&app, move |tx, ctx| store::update_number(tx, ctx, &s, &n, &f)).await?;
+    let v = with(&app, move |tx, ctx| {
+        store::update_number(tx, ctx, &s, &n, &f)
+    })
+    .await?;
     settings_changed(&app).await;
     ok(v)
 }

@@ -144,10 +144,7 @@ impl Hooks {
     }
 
     /// Keeps the snapshot current and applies the alerts' retention, until `stop`.
-    pub(crate) async fn refresh(
-        self: Arc<Self>,
-        stop: tokio_util::sync::CancellationToken,
-    ) {
+    pub(crate) async fn refresh(self: Arc<Self>, stop: tokio_util::sync::CancellationToken) {
         let mut tick = tokio::time::interval(self.config.settings_refresh);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut purged = tokio::time::Instant::now() - Duration::from_secs(3600);
@@ -293,7 +290,10 @@ pub(crate) async fn post_signed(
         .timeout(timeout)
         .header("content-type", "application/x-www-form-urlencoded")
         .header("x-twilio-signature", signature)
-        .header("user-agent", concat!("proxy-relay/", env!("CARGO_PKG_VERSION")))
+        .header(
+            "user-agent",
+            concat!("proxy-relay/", env!("CARGO_PKG_VERSION")),
+        )
         .body(body.encode());
     if let Some(t) = idempotency {
         request = request.header("i-twilio-idempotency-token", t);
@@ -404,7 +404,7 @@ impl Policy for HookPolicy {
                                  WHERE session_sid = ?1 AND identifier = ?2 AND proxy_identifier = ?3 AND active = 1",
                                 &[session.into(), from.into(), to.into()],
                             )?
-                            .and_then(|r| r.get(0).and_then(Val::owned_text)),
+                            .and_then(|r| r.first().and_then(Val::owned_text)),
                         )
                     })
                     .await

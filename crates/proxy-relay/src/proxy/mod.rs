@@ -131,10 +131,15 @@ impl Interactions {
         for code in codes {
             let text = match code {
                 80901 => "the keyword was not relayed".to_owned(),
-                80909 => "the InterceptCallbackUrl answered 403; the message was not relayed".to_owned(),
+                80909 => {
+                    "the InterceptCallbackUrl answered 403; the message was not relayed".to_owned()
+                }
                 21610 => format!(
                     "{} opted out of this number; the message was not relayed",
-                    report.forward.as_ref().map_or("the recipient", |l| l.to.as_str())
+                    report
+                        .forward
+                        .as_ref()
+                        .map_or("the recipient", |l| l.to.as_str())
                 ),
                 80902 => format!("{} has no active session on {}", report.from, report.to),
                 80614 => "the session has no other participant".to_owned(),
