@@ -19,6 +19,7 @@ use crate::ledger::{DecideError, Decided, LedgerError, Routed};
 use crate::message::Message;
 use crate::observer::{Leg, LegStatus, Report};
 use crate::pipeline::Inner;
+use crate::policy::OutOfSession;
 use crate::routing::RoutingError;
 use crate::sender::{Outgoing, SendError, Sent};
 
@@ -124,12 +125,11 @@ impl Failure {
 
 /// Handles one authenticated message. Runs in a task of its own (see `Pipeline::inbound`), so
 /// a caller that hangs up cannot cut the effects short or strand the claim.
-pub(crate) async fn handle(
+async fn decide(
     app: &Inner,
-    message: Message,
-    delivery: Delivery,
-) -> Result<Handled, Failure> {
-    let message = Arc::new(message);
+    message: &Arc<Message>,
+    forced: Option<crate::SessionRoute>,
+) -> Result<Result<(Outcome<'static>, bool), Handled>, Failure> {
     // A database that does not answer is as good as down: after the timeout the message is
     // journaled. The abandoned call may still claim it; the replay then waits for the claim
     // to go stale and takes it over, asking the provider before it sends.
@@ -137,21 +137,24 @@ pub(crate) async fn handle(
     let unanswered = || format!("no answer within {timeout:?}");
     // A routing that lives in the ledger's own database runs inside the decision's job (one
     // trip); any other is asked first.
-    let route = match app.routing().colocated() {
-        Some(c) if app.ledger().backend().runs(&c.0) => Routed::Colocated(c.0),
-        _ => match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to))
-            .await
-        {
-            Ok(Ok(route)) => Routed::Resolved(route),
-            Ok(Err(e)) if e.is_retryable() => return Err(later(false, Later::Routing(e))),
-            Ok(Err(e)) => return Err(Failure::Never(Never::BadRoute(e))),
-            Err(_) => {
-                return Err(later(
-                    false,
-                    Later::Routing(RoutingError::unavailable(unanswered())),
-                ))
+    let route = match (forced, app.routing().colocated()) {
+        (Some(route), _) => Routed::Resolved(Some(route)),
+        (None, Some(c)) if app.ledger().backend().runs(&c.0) => Routed::Colocated(c.0),
+        (None, _) => {
+            match tokio::time::timeout(timeout, app.routing().route(&message.from, &message.to))
+                .await
+            {
+                Ok(Ok(route)) => Routed::Resolved(route),
+                Ok(Err(e)) if e.is_retryable() => return Err(later(false, Later::Routing(e))),
+                Ok(Err(e)) => return Err(Failure::Never(Never::BadRoute(e))),
+                Err(_) => {
+                    return Err(later(
+                        false,
+                        Later::Routing(RoutingError::unavailable(unanswered())),
+                    ))
+                }
             }
-        },
+        }
     };
     let decided = match tokio::time::timeout(
         timeout,
@@ -172,7 +175,7 @@ pub(crate) async fn handle(
             // The hook is asked here, after the database job and before any send: a web
             // call cannot run on the database thread, and its verdict can only withhold.
             (
-                crate::policy::intercept(&**app.policy(), &message, *outcome).await,
+                crate::policy::intercept(&**app.policy(), message, *outcome).await,
                 resumed,
             )
         }
@@ -182,7 +185,7 @@ pub(crate) async fn handle(
                 message_sid = message.id(),
                 "redelivered; answering as before"
             );
-            return Ok(Handled::Replayed(answer));
+            return Ok(Err(Handled::Replayed(answer)));
         }
         Ok(Decided::InProgress) => return Err(later(false, Later::Busy)),
         Err(DecideError::Route(e)) if e.is_retryable() => {
@@ -191,6 +194,41 @@ pub(crate) async fn handle(
         Err(DecideError::Route(e)) => return Err(Failure::Never(Never::BadRoute(e))),
         Err(DecideError::Input(e)) => return Err(Failure::Never(Never::Input(e))),
         Err(e) => return Err(later(false, Later::Database(e))),
+    };
+    Ok(Ok((outcome, resumed)))
+}
+
+pub(crate) async fn handle(
+    app: &Inner,
+    message: Message,
+    delivery: Delivery,
+) -> Result<Handled, Failure> {
+    let message = Arc::new(message);
+    let mut decided = decide(app, &message, None).await?;
+    // Out of session, live: the host may answer instead, or open a session for the sender
+    // and have the message handled again in it (Proxy's OutOfSessionCallbackUrl).
+    let mut answer_instead = None;
+    if let (Ok((outcome, _)), Delivery::Live) = (&decided, delivery) {
+        if outcome.is_out_of_session() {
+            match app.policy().out_of_session(&message).await {
+                OutOfSession::Answer(twiml) => answer_instead = Some(twiml),
+                OutOfSession::Routed(route) => {
+                    // Nothing was performed for it: give the claim back and decide again.
+                    if let Some(id) = &message.sid {
+                        if let Err(e) = app.ledger().backend().release(id.clone()).await {
+                            app.metrics().store_error("release");
+                            return Err(later(false, Later::Database(DecideError::Unavailable(e))));
+                        }
+                    }
+                    decided = decide(app, &message, Some(route)).await?;
+                }
+                _ => {}
+            }
+        }
+    }
+    let (outcome, resumed) = match decided {
+        Ok(decided) => decided,
+        Err(handled) => return Ok(handled),
     };
     // Before sending anything, ask the provider whether an earlier attempt got through: when
     // the claim was taken over from a handler that died, or the journal says so.
@@ -205,13 +243,23 @@ pub(crate) async fn handle(
         ) => Some(received_at - CLOCK_SKEW),
         _ => None,
     };
-    match perform(app, &message, &outcome, delivery, check).await {
+    match perform(
+        app,
+        &message,
+        &outcome,
+        delivery,
+        check,
+        answer_instead.is_some(),
+    )
+    .await
+    {
         Ok(Performed {
             answer,
             label,
             forward,
             notices,
         }) => {
+            let answer = answer_instead.unwrap_or(answer);
             let observed = async {
                 if let Some(observer) = app.observer() {
                     observer
@@ -320,6 +368,7 @@ async fn perform(
     outcome: &Outcome<'_>,
     delivery: Delivery,
     check: Option<SystemTime>,
+    answered_by_host: bool,
 ) -> Result<Performed, Failure> {
     let sid = message.id();
     let session = outcome.session().unwrap_or("");
@@ -335,7 +384,8 @@ async fn perform(
     // forward follows it, TwiML would deliver it after the forward the REST API already sent,
     // so both go through the sender, the reply first (the documented effect order).
     let forwards = outcome.forwarded().is_some();
-    let reply_via_sender = replay || forwards;
+    // The host's own answer (out of session) leaves no room for the reply either.
+    let reply_via_sender = replay || forwards || answered_by_host;
     let mut replied = false;
     let mut label = label(outcome);
     // Once a send of this message was tried, a later failure follows a send that may have

@@ -125,7 +125,7 @@ pub use message::Message;
 pub use metrics::{Metrics, LATENCY_BUCKETS, ROUTES};
 pub use observer::{Leg, LegStatus, Observer, Report, StatusReport};
 pub use pipeline::{BuildError, Pipeline, PipelineBuilder, DATABASE_TIMEOUT};
-pub use policy::{Intercepted, Policy};
+pub use policy::{Intercepted, OutOfSession, Policy};
 pub use routing::{
     blocking, Blocking, BoxFuture, RouteResult, Routing, RoutingError, SessionRoute,
 };

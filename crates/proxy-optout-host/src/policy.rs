@@ -84,6 +84,27 @@ impl<'a> Intercepted<'a> {
     }
 }
 
+/// What the host made of a message that reached a pool number outside any session
+/// ([`Policy::out_of_session`]).
+///
+/// ```
+/// let default = proxy_optout_host::OutOfSession::Default;
+/// assert!(matches!(default, proxy_optout_host::OutOfSession::Default));
+/// ```
+#[non_exhaustive]
+#[derive(Clone, Debug)]
+pub enum OutOfSession {
+    /// Nothing to add: the relay's own out-of-session handling (the message is withheld).
+    Default,
+    /// Answer the webhook with this TwiML instead (Proxy's out-of-session callback answered
+    /// `application/xml`). The carrier layer's effects still happen (a HELP's reply is
+    /// sent through the sender, since the answer is the host's).
+    Answer(String),
+    /// A session now exists for the sender (created by the host): the message is handled
+    /// again in it, keyword rules and intercept hook included.
+    Routed(crate::SessionRoute),
+}
+
 /// The pipeline's policy. Every method has a default, and the defaults are Twilio Proxy with
 /// `ProxyRespectSmsStopFilterFlag` off: STOP filtering on everywhere, no hook.
 ///
@@ -144,6 +165,21 @@ pub trait Policy: Send + Sync + 'static {
     fn intercepts(&self, proxy_number: &str) -> bool {
         let _ = proxy_number;
         true
+    }
+
+    /// A message on `proxy_number` from someone with no session there, live (not from the
+    /// journal, whose answer went long ago), that the relay would withhold: what the host
+    /// does about it (Proxy's `OutOfSessionCallbackUrl`). Never asked about a keyword,
+    /// which is dropped in or out of session. Default: [`OutOfSession::Default`].
+    ///
+    /// ```
+    /// # async fn see(p: &dyn proxy_optout_host::Policy, m: &proxy_optout_host::Message) {
+    /// let what = p.out_of_session(m).await;
+    /// # let _ = what; }
+    /// ```
+    fn out_of_session<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, OutOfSession> {
+        let _ = message;
+        Box::pin(async { OutOfSession::Default })
     }
 
     /// The intercept hook's verdict. Default: [`Intercept::Allow`].

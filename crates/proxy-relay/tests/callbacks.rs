@@ -23,6 +23,7 @@ use serde_json::Value;
 on_each_database!(
     callbacks_intercepts_and_alerts_over_real_http,
     the_stop_filter_flag_table_over_http,
+    out_of_session_answers_twiml_or_opens_a_session,
 );
 
 /// One request a receiver got.
@@ -63,7 +64,8 @@ async fn receive(
     uri: OriginalUri,
     headers: HeaderMap,
     body: Bytes,
-) -> StatusCode {
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
     let form = proxy_optout_twilio::Form::parse(&body).unwrap();
     let got = Received {
         url: format!("{}{}", r.base, uri.0),
@@ -82,20 +84,32 @@ async fn receive(
             .collect(),
     };
     let path = uri.0.path().to_owned();
-    let text = got.body();
+    let text = match path.as_str() {
+        "/oos" => got.get("Body").unwrap_or_default().to_owned(),
+        _ => got.body(),
+    };
     r.got.lock().unwrap().push((path.clone(), got));
-    if path != "/intercept" {
-        return StatusCode::OK;
-    }
-    if text.contains("block") {
-        StatusCode::FORBIDDEN
-    } else if text.contains("fail") {
-        StatusCode::INTERNAL_SERVER_ERROR
-    } else if text.contains("slow") {
-        tokio::time::sleep(Duration::from_millis(1500)).await;
-        StatusCode::OK
-    } else {
-        StatusCode::OK
+    match path.as_str() {
+        "/intercept" if text.contains("block") => StatusCode::FORBIDDEN.into_response(),
+        "/intercept" | "/oos" if text.contains("fail") => {
+            StatusCode::INTERNAL_SERVER_ERROR.into_response()
+        }
+        "/intercept" if text.contains("slow") => {
+            tokio::time::sleep(Duration::from_millis(1500)).await;
+            StatusCode::OK.into_response()
+        }
+        "/oos" if text.contains("twiml") => (
+            [("content-type", "application/xml")],
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Response><Message>That ride has ended.</Message></Response>",
+        )
+            .into_response(),
+        "/oos" if text.contains("json") => axum::Json(serde_json::json!({
+            "participantIdentifier": OTHER,
+            "uniqueName": "reopened-by-callback",
+            "ttl": 3600,
+        }))
+        .into_response(),
+        _ => StatusCode::OK.into_response(),
     }
 }
 
@@ -195,6 +209,8 @@ struct Rig {
 
 const RIDER: &str = "+15551900001";
 const DRIVER: &str = "+15551900002";
+const STRANGER: &str = "+15551900003";
+const OTHER: &str = "+15551900004";
 
 async fn rig(db: &TestDb, extra: &[&str], service_form: &[(&str, &str)]) -> Rig {
     let receiver = Receiver::start().await;
@@ -553,6 +569,74 @@ async fn the_stop_filter_flag_table_over_http(db: &TestDb) {
         }
         rig.server.shutdown().await.unwrap();
     }
+}
+
+async fn sessions(rig: &Rig) -> usize {
+    let path = format!("Services/{}/Sessions", rig.service);
+    rig.api.get(&path).await["sessions"]
+        .as_array()
+        .unwrap()
+        .len()
+}
+
+/// The OutOfSessionCallbackUrl: TwiML is the webhook's answer; JSON opens a session and the
+/// message is relayed in it; a 500 is 80913; a keyword never reaches it.
+async fn out_of_session_answers_twiml_or_opens_a_session(db: &TestDb) {
+    let rig = rig(db, &[], &[]).await;
+    let oos = format!("{}/oos", rig.receiver.base);
+    rig.api
+        .post(
+            &format!("Services/{}", rig.service),
+            &[("OutOfSessionCallbackUrl", &oos)],
+        )
+        .await;
+    assert_eq!(sessions(&rig).await, 1);
+
+    let a = rig.text(STRANGER, "twiml please").await;
+    assert!(a.body.contains("That ride has ended."), "{}", a.body);
+    assert!(!rig.sent("twiml please"));
+    let asked = rig.receiver.wait_for("/oos", 1).await;
+    assert_eq!(asked[0].get("From"), Some(STRANGER));
+    assert_eq!(asked[0].get("To"), Some(rig.proxy.as_str()));
+    assert_eq!(asked[0].get("Body"), Some("twiml please"));
+    assert_eq!(asked[0].get("AccountSid"), Some(ACCOUNT_SID));
+    assert_eq!(asked[0].get("sessionSid"), None, "no previous session");
+    let form = proxy_optout_twilio::Form::from_pairs(
+        asked[0]
+            .params
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str())),
+    );
+    proxy_optout_twilio::Validator::new(AUTH_TOKEN)
+        .validate_form(&asked[0].url, Some(&asked[0].signature), &form)
+        .unwrap();
+
+    // A dropped keyword is dropped out of session too: the callback is not asked. (START is
+    // not dropped, so it would be.)
+    rig.text("+15551900006", "STOP").await;
+    assert_eq!(rig.receiver.wait_for("/oos", 1).await.len(), 1);
+
+    // JSON: a session with OTHER, and the message relayed in it.
+    rig.text(STRANGER, "json please").await;
+    assert_eq!(sessions(&rig).await, 2);
+    let sent = rig.sender.sent();
+    let relayed = sent.iter().find(|m| m.body == "json please").unwrap();
+    assert_eq!(relayed.to, OTHER);
+    // In session now: the next message goes straight through.
+    rig.text(STRANGER, "and again").await;
+    assert!(rig.sent("and again"));
+    assert_eq!(rig.receiver.wait_for("/oos", 2).await.len(), 2);
+
+    // 500: 80913, nothing relayed.
+    rig.text("+15551900005", "fail me").await;
+    assert!(!rig.sent("fail me"));
+    let codes = rig.api.alerts(1).await;
+    assert!(codes.contains(&"80913".to_owned()), "{codes:?}");
+    let m = rig.server.app().metrics();
+    assert_eq!(m.callbacks("out_of_session", "twiml"), 1);
+    assert_eq!(m.callbacks("out_of_session", "session"), 1);
+    assert_eq!(m.callbacks("out_of_session", "failed"), 1);
+    rig.server.shutdown().await.unwrap();
 }
 
 fn repo() -> std::path::PathBuf {

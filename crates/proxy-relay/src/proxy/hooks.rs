@@ -16,7 +16,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use proxy_optout::{Intercept, StopFilterFlag, StopFiltering};
-use proxy_optout_host::{BoxFuture, Intercepted, Metrics, Policy};
+use proxy_optout_host::{
+    BoxFuture, Intercepted, Message, Metrics, OutOfSession, Policy, SessionRoute,
+};
 use proxy_optout_twilio::{sign, Form};
 use serde_json::Value;
 
@@ -65,6 +67,7 @@ impl std::fmt::Debug for Hooks {
 /// The kinds of callback, as metrics and alerts name them.
 const CALLBACK: &str = "callback";
 const INTERCEPT: &str = "intercept";
+const OUT_OF_SESSION: &str = "out_of_session";
 
 impl Hooks {
     /// Loads the snapshot once; [`refresh`](Hooks::refresh) keeps it current.
@@ -274,6 +277,102 @@ impl Hooks {
     }
 }
 
+/// The fields of the sender's latest session on this number (closed now, or there would be
+/// no callback): `session…`, `inboundParticipant…` (the sender), `outboundParticipant…`.
+fn previous_session(
+    tx: &mut dyn crate::backend::sql::Tx,
+    from: &str,
+    to: &str,
+) -> Result<Vec<(String, String)>, crate::DbError> {
+    let Some(row) = tx.row(
+        "SELECT s.sid, s.unique_name, s.status, s.closed_reason, s.date_created, s.date_ended,
+                p.sid, p.identifier, p.proxy_identifier, o.sid, o.identifier, o.proxy_identifier
+         FROM proxy_participants p
+         JOIN proxy_sessions s ON s.sid = p.session_sid
+         LEFT JOIN proxy_participants o ON o.session_sid = p.session_sid AND o.sid <> p.sid
+         WHERE p.identifier = ?1 AND p.proxy_identifier = ?2
+         ORDER BY p.seq DESC LIMIT 1",
+        &[from.into(), to.into()],
+    )?
+    else {
+        return Ok(Vec::new());
+    };
+    let t = |i: usize| row.get(i).and_then(Val::owned_text);
+    let d = |i: usize| row.get(i).and_then(Val::int).map(super::time::format);
+    let fields = [
+        ("sessionSid", t(0)),
+        ("sessionUniqueName", t(1)),
+        ("sessionStatus", t(2)),
+        ("sessionClosedReason", t(3)),
+        ("sessionDateCreated", d(4)),
+        ("sessionDateEnded", d(5)),
+        ("inboundParticipantSid", t(6)),
+        ("inboundParticipantIdentifier", t(7)),
+        ("inboundParticipantProxyIdentifier", t(8)),
+        ("outboundParticipantSid", t(9)),
+        ("outboundParticipantIdentifier", t(10)),
+        ("outboundParticipantProxyIdentifier", t(11)),
+    ];
+    Ok(fields
+        .into_iter()
+        .filter_map(|(k, v)| v.map(|v| (k.to_owned(), v)))
+        .collect())
+}
+
+/// Opens the session an out-of-session callback's JSON answer asks for: the sender on the
+/// number they texted, and `participantIdentifier` (on `participantProxyIdentifier` or one
+/// picked from the pool). The route for the message, or why not.
+fn open_session(
+    tx: &mut dyn crate::backend::sql::Tx,
+    ctx: &Ctx,
+    service: &str,
+    message: (&str, &str),
+    answer: &Value,
+) -> Result<SessionRoute, super::ApiError> {
+    let (from, to) = message;
+    let get = |k: &str| {
+        answer.get(k).and_then(|v| match v {
+            Value::String(s) => Some(s.clone()),
+            Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        })
+    };
+    let other = get("participantIdentifier")
+        .ok_or_else(|| super::ApiError::invalid("participantIdentifier is required"))?;
+    let mut b = serde_json::json!({ "Identifier": other });
+    if let Some(p) = get("participantProxyIdentifier") {
+        b["ProxyIdentifier"] = Value::String(p);
+    }
+    let a = serde_json::json!({ "Identifier": from, "ProxyIdentifier": to });
+    let mut f = vec![
+        ("Participants".to_owned(), a.to_string()),
+        ("Participants".to_owned(), b.to_string()),
+    ];
+    for (k, name) in [
+        ("uniqueName", "UniqueName"),
+        ("mode", "Mode"),
+        ("ttl", "Ttl"),
+        ("dateExpiry", "DateExpiry"),
+    ] {
+        if let Some(v) = get(k) {
+            f.push((name.to_owned(), v));
+        }
+    }
+    let session = super::store::create_session(tx, ctx, service, &super::store::Fields(f))?;
+    let sid = session["sid"].as_str().unwrap_or_default().to_owned();
+    let row = tx
+        .row(
+            "SELECT identifier, proxy_identifier FROM proxy_participants
+             WHERE session_sid = ?1 AND identifier = ?2 AND active = 1",
+            &[sid.as_str().into(), other.as_str().into()],
+        )?
+        .ok_or_else(|| super::ApiError::invalid("the session has no second participant"))?;
+    let t = |i: usize| row.get(i).and_then(Val::owned_text).unwrap_or_default();
+    let (oi, op) = (t(0), t(1));
+    SessionRoute::new(sid, from, to, Some((&oi, &op)))
+        .map_err(|e| super::ApiError::invalid(e.to_string()))
+}
+
 /// Posts a signed form. Redirects are not followed (Twilio does not follow them either).
 pub(crate) async fn post_signed(
     http: &reqwest::Client,
@@ -379,6 +478,116 @@ impl Policy for HookPolicy {
 
     fn intercepts(&self, proxy_number: &str) -> bool {
         self.0.intercept_url(proxy_number).is_some()
+    }
+
+    fn out_of_session<'a>(&'a self, message: &'a Message) -> BoxFuture<'a, OutOfSession> {
+        Box::pin(async move {
+            let hooks = &self.0;
+            let Some(service) = hooks.service_of(message.to()) else {
+                return OutOfSession::Default;
+            };
+            let Some(url) = hooks.urls(&service).out_of_session else {
+                return OutOfSession::Default;
+            };
+            let mut form: Vec<(String, String)> = Vec::with_capacity(20);
+            if let Some(m) = message.sid() {
+                form.push(("MessageSid".into(), m.to_owned()));
+                form.push(("SmsMessageSid".into(), m.to_owned()));
+            }
+            form.extend([
+                ("AccountSid".into(), hooks.ctx.account.clone()),
+                ("From".into(), message.from().to_owned()),
+                ("To".into(), message.to().to_owned()),
+                ("Body".into(), message.body().to_owned()),
+                ("NumMedia".into(), message.num_media().to_string()),
+                ("ApiVersion".into(), "2010-04-01".into()),
+            ]);
+            let (from, to) = (message.from().to_owned(), message.to().to_owned());
+            match hooks
+                .sql
+                .run(move |tx| previous_session(tx, &from, &to))
+                .await
+            {
+                Ok(previous) => form.extend(previous),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the previous session for the out-of-session callback")
+                }
+            }
+            let body = Form::from_pairs(form.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+            let answered = hooks
+                .http
+                .post(&url)
+                .timeout(hooks.config.callback_timeout)
+                .header("content-type", "application/x-www-form-urlencoded")
+                .header("x-twilio-signature", sign(&hooks.token, &url, &body))
+                .body(body.encode())
+                .send()
+                .await;
+            let fail = |reason: String| {
+                hooks.metrics.callback(OUT_OF_SESSION, "failed");
+                tracing::warn!(url = %url, reason = %reason, "OutOfSessionCallbackUrl failed");
+                hooks.alerts.raise(
+                    Alert::new(80913, format!("OutOfSessionCallbackUrl {url} {reason}"))
+                        .resource(message.sid().unwrap_or_default())
+                        .service(&service)
+                        .request("POST", &url, &form),
+                );
+                OutOfSession::Default
+            };
+            let response = match answered {
+                Ok(r) => r,
+                Err(e) if e.is_timeout() => {
+                    return fail(format!(
+                        "gave no answer within {:?}",
+                        hooks.config.callback_timeout
+                    ))
+                }
+                Err(e) => return fail(format!("cannot be reached: {e}")),
+            };
+            let status = response.status().as_u16();
+            if !(200..300).contains(&status) {
+                return fail(format!("answered HTTP {status}"));
+            }
+            let kind = response
+                .headers()
+                .get("content-type")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_ascii_lowercase();
+            let text = response.text().await.unwrap_or_default();
+            if kind.starts_with("application/json") {
+                let answer: Value = match serde_json::from_str(&text) {
+                    Ok(v) => v,
+                    Err(e) => return fail(format!("answered JSON that does not parse: {e}")),
+                };
+                let ctx = hooks.ctx.clone();
+                let (svc, from, to) = (
+                    service.clone(),
+                    message.from().to_owned(),
+                    message.to().to_owned(),
+                );
+                match hooks
+                    .sql
+                    .run(move |tx| open_session(tx, &ctx, &svc, (&from, &to), &answer))
+                    .await
+                {
+                    Ok(route) => {
+                        hooks.metrics.callback(OUT_OF_SESSION, "session");
+                        OutOfSession::Routed(route)
+                    }
+                    Err(e) => fail(format!(
+                        "answered a session that cannot be opened: {} ({})",
+                        e.message, e.code
+                    )),
+                }
+            } else if kind.contains("xml") {
+                hooks.metrics.callback(OUT_OF_SESSION, "twiml");
+                OutOfSession::Answer(text)
+            } else {
+                hooks.metrics.callback(OUT_OF_SESSION, "ignored");
+                OutOfSession::Default
+            }
+        })
     }
 
     fn intercept<'a>(&'a self, i: Intercepted<'a>) -> BoxFuture<'a, Intercept> {
