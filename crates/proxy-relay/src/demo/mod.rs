@@ -41,6 +41,52 @@ fn short(text: &str) -> String {
     s
 }
 
+/// Prints the debugger alerts the step raised (read back from the server's Monitor-shaped
+/// `GET /v1/Alerts`, where they land a moment after the webhook is answered) and checks that
+/// they are exactly `expected`.
+async fn notices(
+    client: &TwilioClient,
+    seen: &mut usize,
+    expected: &[&str],
+    n: usize,
+) -> Result<(), Box<dyn std::error::Error>> {
+    let mut new = Vec::new();
+    for _ in 0..40 {
+        let page = client
+            .api(reqwest::Method::GET, "Alerts?PageSize=100", &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        let alerts = page["alerts"].as_array().cloned().unwrap_or_default();
+        new = alerts[..alerts.len().saturating_sub(*seen)].to_vec();
+        if new.len() >= expected.len() {
+            if expected.is_empty() {
+                // Nothing expected: one short look is enough to catch a stray one.
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    *seen += new.len();
+    let codes: Vec<&str> = new
+        .iter()
+        .rev()
+        .filter_map(|a| a["error_code"].as_str())
+        .collect();
+    for a in new.iter().rev() {
+        println!(
+            "    debugger: {} {}",
+            a["error_code"].as_str().unwrap_or_default(),
+            a["alert_text"].as_str().unwrap_or_default()
+        );
+    }
+    check(
+        codes == expected,
+        n,
+        &format!("notices {expected:?}, got {codes:?}"),
+    )
+}
+
 /// Runs the demo and prints one line per step; the first step that did not go as expected
 /// is the error.
 pub async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -94,6 +140,7 @@ async fn play(
         session.sid
     );
     let mut n = 1;
+    let mut seen = 0;
     let say = |who: &str, text: &str, answer: &Answer, step: &Step<'_>| {
         let sent = step.sent();
         let reply = answer.reply().map_or(String::new(), |r| {
@@ -126,6 +173,7 @@ async fn play(
         n,
         "forwarded to the driver",
     )?;
+    notices(&client, &mut seen, &[], n).await?;
 
     // 3. The driver texts STOP: not forwarded, confirmed, recorded.
     n += 1;
@@ -141,6 +189,7 @@ async fn play(
         n,
         "STOP dropped and confirmed",
     )?;
+    notices(&client, &mut seen, &["80901"], n).await?;
 
     // 4. The rider writes again: refused with 21610, nothing sent.
     n += 1;
@@ -160,6 +209,7 @@ async fn play(
         n,
         "refused with 21610",
     )?;
+    notices(&client, &mut seen, &["21610"], n).await?;
     println!("    (the driver opted out of {driver_proxy}: the relay refused the send with 21610)");
 
     // 5. HELP while opted out: Proxy passes it on; the carrier layer does not answer an
@@ -177,6 +227,7 @@ async fn play(
         n,
         "HELP passed on, not answered",
     )?;
+    notices(&client, &mut seen, &[], n).await?;
     println!("    (HELP is passed on to the rider; no help text goes to an opted-out pair)");
 
     // 6. START: opted back in.
@@ -199,6 +250,7 @@ async fn play(
         n,
         "START confirmed, then forwarded",
     )?;
+    notices(&client, &mut seen, &[], n).await?;
     println!("    (the confirmation to the driver goes out before START reaches the rider)");
 
     // 7. The rider gets through again.
