@@ -24,6 +24,7 @@ on_each_database!(
     callbacks_intercepts_and_alerts_over_real_http,
     the_stop_filter_flag_table_over_http,
     out_of_session_answers_twiml_or_opens_a_session,
+    version_2_tables_are_migrated_in_place,
 );
 
 /// One request a receiver got.
@@ -637,6 +638,55 @@ async fn out_of_session_answers_twiml_or_opens_a_session(db: &TestDb) {
     assert_eq!(m.callbacks("out_of_session", "session"), 1);
     assert_eq!(m.callbacks("out_of_session", "failed"), 1);
     rig.server.shutdown().await.unwrap();
+}
+
+/// A database left by the previous build (session tables version 2: no alerts, no filtering
+/// per number) is migrated at start: its numbers filter STOP, alerts are kept.
+async fn version_2_tables_are_migrated_in_place(db: &TestDb) {
+    let rig = rig(db, &[], &[]).await;
+    rig.server.shutdown().await.unwrap();
+    let downgrade = "ALTER TABLE proxy_phone_numbers DROP COLUMN stop_filtering;
+        DROP TABLE proxy_alerts;
+        DELETE FROM proxy_relay_schema;
+        INSERT INTO proxy_relay_schema (version) VALUES (2);";
+    match db {
+        TestDb::Sqlite(_) => {
+            let c = rusqlite::Connection::open(db.url()).unwrap();
+            c.execute_batch(downgrade).unwrap();
+        }
+        TestDb::Postgres(url) => {
+            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+                .await
+                .unwrap();
+            tokio::spawn(conn);
+            c.batch_execute(downgrade).await.unwrap();
+        }
+    }
+    let sender = Arc::new(MemorySender::new());
+    let server = Server::start(
+        &config(&db.url(), &[]),
+        Some(sender.clone() as Arc<dyn Sender>),
+    )
+    .await
+    .unwrap();
+    let api = Api {
+        http: reqwest::Client::new(),
+        base: server.url(),
+    };
+    let number = api
+        .get(&format!(
+            "Services/{}/PhoneNumbers/{}",
+            rig.service, rig.proxy
+        ))
+        .await;
+    assert_eq!(number["stop_filtering"], "on");
+    let a = common::client(&server)
+        .message(RIDER, &rig.proxy, "STOP")
+        .await
+        .unwrap();
+    assert!(a.body.contains("unsubscribed"), "{}", a.body);
+    assert_eq!(api.alerts(1).await, ["80901"]);
+    server.shutdown().await.unwrap();
 }
 
 fn repo() -> std::path::PathBuf {
