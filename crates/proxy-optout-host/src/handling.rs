@@ -159,7 +159,9 @@ async fn decide(
     let decided = match tokio::time::timeout(
         timeout,
         app.ledger().backend().decide(
-            app.core().clone(),
+            app.policy()
+                .core(&message.to)
+                .unwrap_or_else(|| app.core().clone()),
             app.policy().clone(),
             message.clone(),
             route,
@@ -272,6 +274,10 @@ pub(crate) async fn handle(
                             outcome: label,
                             notices,
                             forward,
+                            revocation_hint: outcome
+                                .decision()
+                                .revocation_hint()
+                                .map(|h| h.phrase()),
                         })
                         .await;
                 }

@@ -109,6 +109,9 @@ pub struct Report {
     pub notices: Vec<u32>,
     /// The forwarded leg (sent or refused); `None` when nothing was to be forwarded.
     pub forward: Option<Leg>,
+    /// The phrase that made a relayed message read like a revocation of consent, when the
+    /// classifier looks for them (an FCC 2025 hint for an operator to review; never a drop).
+    pub revocation_hint: Option<&'static str>,
 }
 
 impl Report {
@@ -130,6 +133,7 @@ impl Report {
             outcome,
             notices: Vec::new(),
             forward: None,
+            revocation_hint: None,
         }
     }
 

@@ -155,6 +155,19 @@ pub trait Policy: Send + Sync + 'static {
         StopFiltering::On
     }
 
+    /// The relay core (keywords, rule set, matching, replies) for messages to `proxy_number`,
+    /// when it is not the pipeline's own: for a host whose services each configure their
+    /// keyword handling. Asked once per message, from memory. Default: `None`.
+    ///
+    /// ```
+    /// use proxy_optout_host::Policy;
+    /// assert!(proxy_optout::TwilioProxy.core("+15550000100").is_none());
+    /// ```
+    fn core(&self, proxy_number: &str) -> Option<std::sync::Arc<proxy_optout::RelayCore>> {
+        let _ = proxy_number;
+        None
+    }
+
     /// Whether any message to `proxy_number` can meet a hook: `false` skips
     /// [`intercept`](Policy::intercept) (and its cost) altogether. Default: `true`.
     ///

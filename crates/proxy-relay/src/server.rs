@@ -141,6 +141,7 @@ impl Server {
             ctx,
             config.auth_tokens[0].clone(),
             config.hooks.clone(),
+            config.mode,
             metrics.clone(),
         )
         .await

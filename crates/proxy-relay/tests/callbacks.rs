@@ -25,6 +25,7 @@ on_each_database!(
     the_stop_filter_flag_table_over_http,
     out_of_session_answers_twiml_or_opens_a_session,
     version_2_tables_are_migrated_in_place,
+    a_services_extensions_change_its_keywords_only,
 );
 
 /// One request a receiver got.
@@ -687,6 +688,107 @@ async fn version_2_tables_are_migrated_in_place(db: &TestDb) {
     assert!(a.body.contains("unsubscribed"), "{}", a.body);
     assert_eq!(api.alerts(1).await, ["80901"]);
     server.shutdown().await.unwrap();
+}
+
+/// The library's extensions as one service's settings: the French pack, a custom keyword,
+/// its own STOP reply, revocation hints as alerts. Another service keeps Proxy's rules.
+async fn a_services_extensions_change_its_keywords_only(db: &TestDb) {
+    let rig = rig(db, &[], &[]).await;
+    let (status, err) = {
+        let r = rig
+            .api
+            .http
+            .post(format!("{}/v1/Services/{}", rig.server.url(), rig.service))
+            .basic_auth(ACCOUNT_SID, Some(AUTH_TOKEN))
+            .form(&[("RuleSet", "proxy-1999")])
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.json::<Value>().await.unwrap())
+    };
+    assert_eq!(status, 400);
+    assert_eq!(err["code"], 20001);
+    assert!(
+        err["message"].as_str().unwrap().contains("proxy-1999"),
+        "{err}"
+    );
+    let updated = rig
+        .api
+        .post(
+            &format!("Services/{}", rig.service),
+            &[
+                ("LanguagePacks", "french"),
+                ("Keywords", r#"{"PAUSE": "opt_out"}"#),
+                (
+                    "Replies",
+                    r#"{"opt_out": "Acme: you will get no more texts. Reply START to resume."}"#,
+                ),
+                ("RevocationHints", "true"),
+            ],
+        )
+        .await;
+    assert_eq!(updated["extensions"]["language_packs"][0], "french");
+    assert_eq!(updated["extensions"]["keywords"]["PAUSE"], "opt_out");
+    // Another service, Proxy's rules.
+    let other = rig.api.post("Services", &[("UniqueName", "plain")]).await["sid"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    rig.api
+        .post(
+            &format!("Services/{other}/PhoneNumbers"),
+            &[("PhoneNumber", "+15550001902")],
+        )
+        .await;
+    let (pa, pb) = (
+        serde_json::json!({"Identifier": "+15551900011"}).to_string(),
+        serde_json::json!({"Identifier": "+15551900012"}).to_string(),
+    );
+    rig.api
+        .post(
+            &format!("Services/{other}/Sessions"),
+            &[("Participants", &pa), ("Participants", &pb)],
+        )
+        .await;
+
+    let a = rig.text(RIDER, "ARRÊT").await;
+    assert!(
+        a.body.contains("Acme: you will get no more texts."),
+        "{}",
+        a.body
+    );
+    assert!(!rig.sent("ARRÊT"));
+    let a = rig.text(DRIVER, "pause").await;
+    assert!(a.body.contains("Acme"), "{}", a.body);
+    assert!(!rig.sent("pause"));
+    let c = common::client(&rig.server);
+    let a = c
+        .message("+15551900011", "+15550001902", "ARRÊT")
+        .await
+        .unwrap();
+    assert!(!a.body.contains("Acme"), "{}", a.body);
+    assert!(rig.sent("ARRÊT"), "the plain service relays it");
+    // A revocation hint: relayed, and an alert for review.
+    rig.text(DRIVER, "START").await;
+    rig.text(RIDER, "START").await;
+    rig.text(RIDER, "please stop texting me").await;
+    assert!(rig.sent("please stop texting me"));
+    let mut codes = Vec::new();
+    for _ in 0..100 {
+        let v = rig.api.get("Alerts?LogLevel=notice").await;
+        codes = v["alerts"].as_array().unwrap().to_vec();
+        if !codes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(codes.len(), 1, "{codes:?}");
+    assert_eq!(codes[0]["error_code"], "revocation-hint");
+    assert!(codes[0]["alert_text"]
+        .as_str()
+        .unwrap()
+        .contains("stop texting"));
+    rig.server.shutdown().await.unwrap();
 }
 
 fn repo() -> std::path::PathBuf {

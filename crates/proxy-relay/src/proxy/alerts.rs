@@ -20,9 +20,13 @@ use super::time;
 use crate::app::App;
 use crate::backend::sql::{Row, Sql, Val};
 
+/// The error code of a revocation hint (not Twilio's: Twilio raises none for it).
+pub(crate) const REVOCATION_HINT: &str = "revocation-hint";
+
 /// One alert to raise.
 #[derive(Clone, Debug)]
 pub(crate) struct Alert {
+    /// 0: a revocation hint.
     code: u32,
     text: String,
     resource: Option<String>,
@@ -38,6 +42,18 @@ impl Alert {
             resource: None,
             service: None,
             request: None,
+        }
+    }
+
+    /// A revocation hint: level `notice`, code `revocation-hint`.
+    pub(crate) fn hint(text: impl Into<String>) -> Alert {
+        Alert::new(0, text)
+    }
+
+    fn code_text(&self) -> String {
+        match self.code {
+            0 => REVOCATION_HINT.to_owned(),
+            c => c.to_string(),
         }
     }
 
@@ -65,6 +81,9 @@ impl Alert {
 
 /// Twilio's level for a code: what withholds on purpose is a warning; what failed, an error.
 pub(crate) fn level(code: u32) -> &'static str {
+    if code == 0 {
+        return "notice";
+    }
     match proxy_optout::Notice::from_code(code) {
         Some(n) => n.level().as_str(),
         None => match code {
@@ -84,6 +103,7 @@ pub(crate) fn title(code: u32) -> &'static str {
         80909 => "Intercept callback answered 403, interaction blocked",
         80913 => "Out-of-session callback answered non-2xx",
         80614 => "No partner participant",
+        0 => "Possible revocation of consent",
         21610 => "Attempt to send to unsubscribed recipient",
         _ => "Notice",
     }
@@ -135,6 +155,7 @@ impl Alerts {
             let stored = {
                 let (a, sid) = (alert.clone(), sid.clone());
                 sql.run_relaxed(move |tx| {
+                    let code = a.code_text();
                     let (method, url, vars) = match a.request {
                         Some((m, u, v)) => (Some(m), Some(u), Some(v)),
                         None => (None, None, None),
@@ -145,7 +166,7 @@ impl Alerts {
                          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
                         &[
                             sid.into(),
-                            a.code.to_string().into(),
+                            code.into(),
                             level(a.code).into(),
                             format!("{}: {}", title(a.code), a.text).into(),
                             method.into(),
@@ -170,7 +191,7 @@ impl Alerts {
             let payload = json!({
                 "resource_sid": alert.resource,
                 "service_sid": alert.service,
-                "error_code": alert.code.to_string(),
+                "error_code": alert.code_text(),
                 "more_info": more_info(alert.code),
                 "alert_text": alert.text,
             });

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use proxy_optout::{Intercept, StopFilterFlag, StopFiltering};
+use proxy_optout::{CarrierMode, Intercept, RelayCore, StopFilterFlag, StopFiltering};
 use proxy_optout_host::{
     BoxFuture, Intercepted, Message, Metrics, OutOfSession, Policy, SessionRoute,
 };
@@ -33,6 +33,8 @@ pub(crate) struct Urls {
     pub(crate) callback: Option<String>,
     pub(crate) intercept: Option<String>,
     pub(crate) out_of_session: Option<String>,
+    /// The relay core its extensions make, when it has any.
+    pub(crate) core: Option<Arc<RelayCore>>,
 }
 
 /// What the decision and the callbacks read, from memory.
@@ -43,6 +45,13 @@ struct Snapshot {
     services: HashMap<String, Urls>,
 }
 
+/// A snapshot as read, before its cores are built: each service's extensions column.
+#[derive(Debug, Default)]
+struct Read {
+    numbers: HashMap<String, (String, StopFiltering)>,
+    services: HashMap<String, (Urls, Option<String>)>,
+}
+
 /// The callbacks, the flag and the snapshot behind them. Shared by the pipeline's policy, the
 /// interaction log and the API.
 pub(crate) struct Hooks {
@@ -51,6 +60,9 @@ pub(crate) struct Hooks {
     token: String,
     config: HookConfig,
     snapshot: RwLock<Arc<Snapshot>>,
+    mode: CarrierMode,
+    /// Cores already built, by their settings' column: re-reading builds none again.
+    cores: std::sync::Mutex<HashMap<String, Arc<RelayCore>>>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
     pub(crate) alerts: Alerts,
@@ -76,6 +88,7 @@ impl Hooks {
         ctx: Ctx,
         token: String,
         config: HookConfig,
+        mode: CarrierMode,
         metrics: Arc<Metrics>,
     ) -> Result<Arc<Hooks>, crate::DbError> {
         let http = reqwest::Client::builder()
@@ -96,6 +109,8 @@ impl Hooks {
             token,
             config,
             snapshot: RwLock::default(),
+            mode,
+            cores: std::sync::Mutex::default(),
             http,
             metrics,
             alerts,
@@ -109,19 +124,23 @@ impl Hooks {
         let snapshot = self
             .sql
             .run(|tx| {
-                let mut s = Snapshot::default();
+                let mut s = Read::default();
                 for r in tx.query(
-                    "SELECT sid, callback_url, intercept_callback_url, out_of_session_callback_url FROM proxy_services",
+                    "SELECT sid, callback_url, intercept_callback_url, out_of_session_callback_url, extensions FROM proxy_services",
                     &[],
                 )? {
                     let t = |i: usize| r.get(i).and_then(Val::owned_text);
                     s.services.insert(
                         t(0).unwrap_or_default(),
-                        Urls {
-                            callback: t(1),
-                            intercept: t(2),
-                            out_of_session: t(3),
-                        },
+                        (
+                            Urls {
+                                callback: t(1),
+                                intercept: t(2),
+                                out_of_session: t(3),
+                                core: None,
+                            },
+                            t(4),
+                        ),
                     );
                 }
                 for r in tx.query(
@@ -139,11 +158,49 @@ impl Hooks {
                 Ok::<_, crate::DbError>(s)
             })
             .await?;
+        let snapshot = self.with_cores(snapshot);
         *self
             .snapshot
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(snapshot);
         Ok(())
+    }
+
+    /// Builds (or reuses) each service's core from its extensions.
+    fn with_cores(&self, read: Read) -> Snapshot {
+        let mut cores = self
+            .cores
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let services = read
+            .services
+            .into_iter()
+            .map(|(sid, (mut urls, column))| {
+                if let Some(column) = column {
+                    let built = cores.get(&column).cloned().or_else(|| {
+                        let e = super::extensions::Extensions::from_column(Some(&column));
+                        match e.core(self.mode) {
+                            Ok(Some(core)) => {
+                                let core = Arc::new(core);
+                                cores.insert(column.clone(), core.clone());
+                                Some(core)
+                            }
+                            Ok(None) => None,
+                            Err(err) => {
+                                tracing::error!(service = %sid, error = %err.message, "a service's extensions cannot be built; it runs without them");
+                                None
+                            }
+                        }
+                    });
+                    urls.core = built;
+                }
+                (sid, urls)
+            })
+            .collect();
+        Snapshot {
+            numbers: read.numbers,
+            services,
+        }
     }
 
     /// Keeps the snapshot current and applies the alerts' retention, until `stop`.
@@ -474,6 +531,12 @@ impl Policy for HookPolicy {
             .numbers
             .get(proxy_number)
             .map_or(StopFiltering::On, |(_, f)| *f)
+    }
+
+    fn core(&self, proxy_number: &str) -> Option<Arc<RelayCore>> {
+        let snapshot = self.0.snapshot();
+        let (service, _) = snapshot.numbers.get(proxy_number)?;
+        snapshot.services.get(service)?.core.clone()
     }
 
     fn intercepts(&self, proxy_number: &str) -> bool {

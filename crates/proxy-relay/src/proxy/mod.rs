@@ -11,6 +11,7 @@ mod alerts;
 mod api;
 mod auth;
 mod error;
+mod extensions;
 pub(crate) mod hooks;
 mod optouts;
 mod schema;
@@ -127,6 +128,18 @@ impl Interactions {
         ];
         if let Some(m) = &report.message_sid {
             request.insert(0, ("MessageSid".to_owned(), m.clone()));
+        }
+        if let Some(phrase) = report.revocation_hint {
+            // FCC 2025: consent may be revoked in any reasonable way. A hint, for review.
+            self.hooks.alerts.raise(
+                alerts::Alert::hint(format!(
+                    "{} wrote {phrase:?} to {}: it may revoke consent; the message was relayed",
+                    report.from, report.to
+                ))
+                .resource(report.message_sid.as_deref().unwrap_or_default())
+                .service(&service)
+                .request("POST", crate::WEBHOOK_PATH, &request),
+            );
         }
         for code in codes {
             let text = match code {

@@ -17,6 +17,7 @@ CREATE TABLE IF NOT EXISTS proxy_services (
     number_selection_behavior    TEXT NOT NULL DEFAULT 'prefer-sticky',
     chat_instance_sid            TEXT,
     date_created                 BIGINT NOT NULL,
+    extensions                   TEXT,
     date_updated                 BIGINT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS proxy_phone_numbers (
@@ -109,12 +110,13 @@ CREATE INDEX IF NOT EXISTS proxy_interactions_by_outbound ON proxy_interactions 
 
 /// The tables' version this build writes. Version 1 was the `/v1/sessions` tables
 /// (`relay_sessions`, `relay_participants`), which this build leaves alone; version 2 had
-/// no alerts and no STOP filtering per number.
+/// no alerts, no STOP filtering per number and no service extensions.
 pub(crate) const VERSION: i64 = 3;
 
 /// What turns version 2's tables into version 3's (the new tables come from `TABLES`).
 pub(crate) const FROM_V2: &str =
-    "ALTER TABLE proxy_phone_numbers ADD COLUMN stop_filtering TEXT NOT NULL DEFAULT 'on'";
+    "ALTER TABLE proxy_phone_numbers ADD COLUMN stop_filtering TEXT NOT NULL DEFAULT 'on';
+     ALTER TABLE proxy_services ADD COLUMN extensions TEXT;";
 
 /// The tables in SQLite's dialect.
 pub(crate) fn sqlite() -> String {

@@ -181,7 +181,7 @@ fn page(
 const SERVICE: &str =
     "SELECT seq, sid, unique_name, default_ttl, callback_url, intercept_callback_url,
     out_of_session_callback_url, geo_match_level, number_selection_behavior, chat_instance_sid,
-    date_created, date_updated FROM proxy_services";
+    date_created, date_updated, extensions FROM proxy_services";
 
 fn service_json(ctx: &Ctx, r: &Row) -> Value {
     let sid = text(r, 1).unwrap_or_default();
@@ -199,6 +199,10 @@ fn service_json(ctx: &Ctx, r: &Row) -> Value {
         "out_of_session_callback_url": opt(r, 6),
         "date_created": date(r, 10),
         "date_updated": date(r, 11),
+        // Beyond Proxy: the library's extensions, `null` when none is set.
+        "extensions": text(r, 12)
+            .and_then(|c| serde_json::from_str::<Value>(&c).ok())
+            .unwrap_or(Value::Null),
         "links": {
             "sessions": format!("{url}/Sessions"),
             "phone_numbers": format!("{url}/PhoneNumbers"),
@@ -276,8 +280,12 @@ pub(crate) fn update_service(
     id: &str,
     f: &Fields,
 ) -> Result<Value, ApiError> {
-    let (sid, _) = find_service(tx, id)?;
+    let (sid, row) = find_service(tx, id)?;
     let mut sets: Vec<(&str, Val)> = Vec::new();
+    let current = super::extensions::Extensions::from_column(text(&row, 12).as_deref());
+    if let Some(e) = current.updated(f)? {
+        sets.push(("extensions", e.to_column().into()));
+    }
     if let Some(ttl) = f.seconds("DefaultTtl")? {
         sets.push(("default_ttl", ttl.into()));
     }
