@@ -647,6 +647,7 @@ async fn version_2_tables_are_migrated_in_place(db: &TestDb) {
     let rig = rig(db, &[], &[]).await;
     rig.server.shutdown().await.unwrap();
     let downgrade = "ALTER TABLE proxy_phone_numbers DROP COLUMN stop_filtering;
+        ALTER TABLE proxy_services DROP COLUMN extensions;
         DROP TABLE proxy_alerts;
         DELETE FROM proxy_relay_schema;
         INSERT INTO proxy_relay_schema (version) VALUES (2);";
