@@ -165,6 +165,31 @@ fn main() {
             row(name, "STOP/START, closed loop", &stop);
             let stop_steady = open_loop(&url, stops(a.steady), a.rate).await;
             row(name, &format!("STOP/START, {} rps", a.rate), &stop_steady);
+            // The same ordinary messages with an InterceptCallbackUrl on the service: a hook
+            // on loopback that answers 200 at once, so the row shows what the relay adds.
+            let hook = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            let hook_url = format!("http://{}/intercept", hook.local_addr().unwrap());
+            let ok = axum::Router::new().route("/intercept", axum::routing::post(|| async { "" }));
+            tokio::spawn(async move { axum::serve(hook, ok).await });
+            c.api(
+                reqwest::Method::POST,
+                &format!("Services/{}", proxy_relay::DEFAULT_SERVICE),
+                &[("InterceptCallbackUrl", hook_url.as_str())],
+            )
+            .await
+            .unwrap();
+            closed_loop(&url, msgs(1000), a.concurrency).await;
+            let hooked = closed_loop(&url, msgs(a.requests), a.concurrency).await;
+            row(name, "ordinary, intercept hook, closed loop", &hooked);
+            let hooked_steady = open_loop(&url, msgs(a.steady), a.rate).await;
+            row(name, &format!("ordinary, intercept hook, {} rps", a.rate), &hooked_steady);
+            c.api(
+                reqwest::Method::POST,
+                &format!("Services/{}", proxy_relay::DEFAULT_SERVICE),
+                &[("InterceptCallbackUrl", "")],
+            )
+            .await
+            .unwrap();
             // The foundation's targets: SQLite at least half the floor, PostgreSQL a quarter
             // (every message crosses the network to the database).
             let floor_share = if name == "SQLite" { 0.5 } else { 0.25 };
