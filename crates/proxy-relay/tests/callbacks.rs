@@ -813,6 +813,14 @@ fn signed_requests(rig: &Rig) -> (Value, usize) {
     (Value::Array(requests), n)
 }
 
+/// The validator's verdicts: the `n` genuine callbacks valid, the forged one (last) not.
+fn every_genuine_one_validates(out: &Value, n: usize) {
+    let valid: Vec<bool> = serde_json::from_value(out["valid"].clone()).unwrap();
+    assert_eq!(valid.len(), n + 1);
+    assert!(valid[..n].iter().all(|v| *v), "{valid:?}");
+    assert!(!valid[n], "a forged callback must not validate");
+}
+
 async fn run(program: &str, script: &str, input: Value) -> Value {
     use tokio::io::AsyncWriteExt;
     let mut child = tokio::process::Command::new(program)
@@ -855,10 +863,7 @@ async fn twilio_python_validates_the_callbacks_and_reads_the_alerts() {
         }),
     )
     .await;
-    let valid: Vec<bool> = serde_json::from_value(out["valid"].clone()).unwrap();
-    assert_eq!(valid.len(), n + 1);
-    assert!(valid[..n].iter().all(|v| *v), "{valid:?}");
-    assert!(!valid[n], "a forged callback must not validate");
+    every_genuine_one_validates(&out, n);
     let alerts = out["alerts"].as_array().unwrap();
     assert_eq!(alerts.len(), 5, "all pages followed: {out}");
     assert!(alerts
@@ -894,9 +899,6 @@ async fn twilio_node_validates_the_callbacks() {
         serde_json::json!({"token": AUTH_TOKEN, "requests": requests}),
     )
     .await;
-    let valid: Vec<bool> = serde_json::from_value(out["valid"].clone()).unwrap();
-    assert_eq!(valid.len(), n + 1);
-    assert!(valid[..n].iter().all(|v| *v), "{valid:?}");
-    assert!(!valid[n], "a forged callback must not validate");
+    every_genuine_one_validates(&out, n);
     rig.server.shutdown().await.unwrap();
 }
