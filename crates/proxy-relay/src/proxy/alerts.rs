@@ -325,7 +325,7 @@ async fn list_page(app: &App, uri: &OriginalUri) -> Result<Response, ApiError> {
     let page = app
         .proxy()
         .sql
-        .run(move |tx| {
+        .run_relaxed(move |tx| {
             let after = req.after.unwrap_or(i64::MAX);
             let mut rows = tx.query(
                 &format!(
@@ -361,7 +361,7 @@ pub(crate) async fn fetch(State(app): State<Arc<App>>, Path(sid): Path<String>) 
     let found = app
         .proxy()
         .sql
-        .run(move |tx| {
+        .run_relaxed(move |tx| {
             let row = tx.row(&format!("{ALERT} WHERE sid = ?1"), &[sid.as_str().into()])?;
             row.map(|r| alert_json(&ctx, &r))
                 .ok_or_else(|| ApiError::not_found(&format!("/Alerts/{sid}")))

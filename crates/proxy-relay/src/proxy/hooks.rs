@@ -121,9 +121,10 @@ impl Hooks {
 
     /// Re-reads the services' URLs and the numbers' filtering.
     pub(crate) async fn reload(&self) -> Result<(), crate::DbError> {
+        // Reads only: no sync to wait for.
         let snapshot = self
             .sql
-            .run(|tx| {
+            .run_relaxed(|tx| {
                 let mut s = Read::default();
                 for r in tx.query(
                     "SELECT sid, callback_url, intercept_callback_url, out_of_session_callback_url, extensions FROM proxy_services",
@@ -279,7 +280,7 @@ impl Hooks {
                 let sid = sid.clone();
                 hooks
                     .sql
-                    .run(move |tx| super::store::interaction(tx, &ctx, &sid))
+                    .run_relaxed(move |tx| super::store::interaction(tx, &ctx, &sid))
                     .await
             };
             let interaction = match found {
@@ -568,7 +569,7 @@ impl Policy for HookPolicy {
             let (from, to) = (message.from().to_owned(), message.to().to_owned());
             match hooks
                 .sql
-                .run(move |tx| previous_session(tx, &from, &to))
+                .run_relaxed(move |tx| previous_session(tx, &from, &to))
                 .await
             {
                 Ok(previous) => form.extend(previous),
@@ -669,7 +670,7 @@ impl Policy for HookPolicy {
                 );
                 hooks
                     .sql
-                    .run(move |tx| {
+                    .run_relaxed(move |tx| {
                         Ok::<_, crate::DbError>(
                             tx.row(
                                 "SELECT sid FROM proxy_participants
