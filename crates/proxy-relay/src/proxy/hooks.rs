@@ -63,6 +63,8 @@ pub(crate) struct Hooks {
     mode: CarrierMode,
     /// Cores already built, by their settings' column: re-reading builds none again.
     cores: std::sync::Mutex<HashMap<String, Arc<RelayCore>>>,
+    /// (session, identifier, proxy number) → participant SID, for the intercept's fields.
+    participants: std::sync::Mutex<HashMap<(String, String, String), String>>,
     http: reqwest::Client,
     metrics: Arc<Metrics>,
     pub(crate) alerts: Alerts,
@@ -80,6 +82,8 @@ impl std::fmt::Debug for Hooks {
 const CALLBACK: &str = "callback";
 const INTERCEPT: &str = "intercept";
 const OUT_OF_SESSION: &str = "out_of_session";
+/// How many participant SIDs the intercept remembers (then it starts over).
+const PARTICIPANTS_KEPT: usize = 65_536;
 
 impl Hooks {
     /// Loads the snapshot once; [`refresh`](Hooks::refresh) keeps it current.
@@ -111,6 +115,7 @@ impl Hooks {
             snapshot: RwLock::default(),
             mode,
             cores: std::sync::Mutex::default(),
+            participants: std::sync::Mutex::default(),
             http,
             metrics,
             alerts,
@@ -255,6 +260,46 @@ impl Hooks {
         let (service, _) = snapshot.numbers.get(number)?;
         let url = snapshot.services.get(service)?.intercept.clone()?;
         Some((service.clone(), url))
+    }
+
+    /// The SID of the participant `from` on `to` in `session`. It is not in the route, and
+    /// never changes while they are in the session, so it is read once and remembered: a
+    /// hook's message pays the hook's round trip and, after the first, nothing more.
+    async fn participant(&self, session: &str, from: &str, to: &str) -> Option<String> {
+        let key = (session.to_owned(), from.to_owned(), to.to_owned());
+        if let Some(sid) = self
+            .participants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&key)
+        {
+            return Some(sid.clone());
+        }
+        let (s, f, t) = key.clone();
+        let found = self
+            .sql
+            .run_relaxed(move |tx| {
+                Ok::<_, crate::DbError>(
+                    tx.row(
+                        "SELECT sid FROM proxy_participants
+                         WHERE session_sid = ?1 AND identifier = ?2 AND proxy_identifier = ?3 AND active = 1",
+                        &[s.into(), f.into(), t.into()],
+                    )?
+                    .and_then(|r| r.first().and_then(Val::owned_text)),
+                )
+            })
+            .await
+            .ok()
+            .flatten()?;
+        let mut known = self
+            .participants
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if known.len() >= PARTICIPANTS_KEPT {
+            known.clear();
+        }
+        known.insert(key, found.clone());
+        Some(found)
     }
 
     /// Posts `form` to `url`, signed; the HTTP status, or why there was none.
@@ -661,29 +706,9 @@ impl Policy for HookPolicy {
             let Some((service, url)) = hooks.intercept_url(message.to()) else {
                 return Intercept::Allow;
             };
-            // The sender's participant SID is not in the route: one indexed read.
-            let participant = {
-                let (session, from, to) = (
-                    i.session().to_owned(),
-                    message.from().to_owned(),
-                    message.to().to_owned(),
-                );
-                hooks
-                    .sql
-                    .run_relaxed(move |tx| {
-                        Ok::<_, crate::DbError>(
-                            tx.row(
-                                "SELECT sid FROM proxy_participants
-                                 WHERE session_sid = ?1 AND identifier = ?2 AND proxy_identifier = ?3 AND active = 1",
-                                &[session.into(), from.into(), to.into()],
-                            )?
-                            .and_then(|r| r.first().and_then(Val::owned_text)),
-                        )
-                    })
-                    .await
-                    .ok()
-                    .flatten()
-            };
+            let participant = hooks
+                .participant(i.session(), message.from(), message.to())
+                .await;
             let now = super::time::format(super::time::now());
             let sid = interaction_sid(message.sid());
             let data = serde_json::json!({ "body": message.body() }).to_string();
