@@ -255,6 +255,21 @@ impl Hooks {
             .unwrap_or_default()
     }
 
+    /// Whether a CallbackUrl may be due: the service of `number` has one, or (a status
+    /// change, whose service is not known without a read) any service has one. Without one,
+    /// an interaction costs no read-back.
+    pub(crate) fn wants_callback(&self, number: Option<&str>) -> bool {
+        let snapshot = self.snapshot();
+        match number {
+            Some(n) => snapshot
+                .numbers
+                .get(n)
+                .and_then(|(service, _)| snapshot.services.get(service))
+                .is_some_and(|u| u.callback.is_some()),
+            None => snapshot.services.values().any(|u| u.callback.is_some()),
+        }
+    }
+
     fn intercept_url(&self, number: &str) -> Option<(String, String)> {
         let snapshot = self.snapshot();
         let (service, _) = snapshot.numbers.get(number)?;

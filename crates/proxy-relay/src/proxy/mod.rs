@@ -54,6 +54,7 @@ impl Interactions {
         let (queue, mut rx) =
             tokio::sync::mpsc::channel::<(Entry, tokio::sync::oneshot::Sender<()>)>(4 * BATCH);
         let callbacks = hooks.clone();
+        let writer = hooks.clone();
         tokio::spawn(async move {
             while let Some(first) = rx.recv().await {
                 let mut batch = vec![first];
@@ -65,6 +66,7 @@ impl Interactions {
                 }
                 let (entries, waiting): (Vec<Entry>, Vec<_>) = batch.into_iter().unzip();
                 let n = entries.len();
+                let hooks = writer.clone();
                 let result = sql
                     .run_relaxed(move |tx| {
                         // The interactions whose CallbackUrl fires: new ones with an
@@ -73,7 +75,10 @@ impl Interactions {
                         for e in &entries {
                             match e {
                                 Entry::Relayed(r) => {
-                                    if store::record_relayed(tx, r)? && r.outbound.is_some() {
+                                    if store::record_relayed(tx, r)?
+                                        && r.outbound.is_some()
+                                        && hooks.wants_callback(Some(&r.to))
+                                    {
                                         changed.push(r.sid.clone());
                                     }
                                 }
@@ -81,7 +86,10 @@ impl Interactions {
                                     message_sid,
                                     status,
                                 } => {
-                                    changed.extend(store::record_status(tx, message_sid, status)?);
+                                    let moved = store::record_status(tx, message_sid, status)?;
+                                    if hooks.wants_callback(None) {
+                                        changed.extend(moved);
+                                    }
                                 }
                             }
                         }
@@ -116,11 +124,19 @@ impl Interactions {
 
     /// The alerts a handled message raises: each notice, and an out-of-session message.
     fn alert(&self, report: &Report) {
-        let codes = report.notices.iter().copied().chain(match report.outcome {
-            "out_of_session" => Some(80902),
-            "no_counterpart" => Some(80614),
-            _ => None,
-        });
+        let codes: Vec<u32> = report
+            .notices
+            .iter()
+            .copied()
+            .chain(match report.outcome {
+                "out_of_session" => Some(80902),
+                "no_counterpart" => Some(80614),
+                _ => None,
+            })
+            .collect();
+        if codes.is_empty() && report.revocation_hint.is_none() {
+            return;
+        }
         let service = self.hooks.service_of(&report.to).unwrap_or_default();
         let mut request = vec![
             ("From".to_owned(), report.from.clone()),
