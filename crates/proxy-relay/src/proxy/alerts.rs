@@ -109,9 +109,45 @@ pub(crate) fn title(code: u32) -> &'static str {
     }
 }
 
+/// Alerts written per transaction, at most.
+const BATCH: usize = 256;
+
+/// Stores a batch of alerts in one transaction.
+fn store(
+    tx: &mut dyn crate::backend::sql::Tx,
+    batch: &[(String, i64, Alert)],
+) -> Result<(), crate::DbError> {
+    for (sid, now, a) in batch {
+        let (method, url, vars) = match &a.request {
+            Some((m, u, v)) => (Some(m.clone()), Some(u.clone()), Some(v.clone())),
+            None => (None, None, None),
+        };
+        tx.execute(
+            "INSERT INTO proxy_alerts (sid, error_code, log_level, alert_text, request_method,
+                 request_url, request_variables, resource_sid, service_sid, date_created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+            &[
+                sid.as_str().into(),
+                a.code_text().into(),
+                level(a.code).into(),
+                format!("{}: {}", title(a.code), a.text).into(),
+                method.into(),
+                url.into(),
+                vars.into(),
+                a.resource.clone().into(),
+                a.service.clone().into(),
+                (*now).into(),
+            ],
+        )?;
+    }
+    Ok(())
+}
+
 /// Writes alerts and posts them to the debugger webhook.
 pub(crate) struct Alerts {
     sql: Arc<Sql>,
+    /// To the writer, which stores what arrives while a transaction runs in the next one.
+    queue: tokio::sync::mpsc::Sender<(String, i64, Alert)>,
     ctx: Ctx,
     token: String,
     webhook: Option<String>,
@@ -128,7 +164,26 @@ impl Alerts {
         http: reqwest::Client,
         metrics: Arc<Metrics>,
     ) -> Alerts {
+        let (queue, mut rx) = tokio::sync::mpsc::channel::<(String, i64, Alert)>(16 * BATCH);
+        let (writer, counted) = (sql.clone(), metrics.clone());
+        tokio::spawn(async move {
+            while let Some(first) = rx.recv().await {
+                let mut batch = vec![first];
+                while batch.len() < BATCH {
+                    match rx.try_recv() {
+                        Ok(next) => batch.push(next),
+                        Err(_) => break,
+                    }
+                }
+                let n = batch.len();
+                if let Err(e) = writer.run_relaxed(move |tx| store(tx, &batch)).await {
+                    counted.store_error("alert");
+                    tracing::warn!(error = %e, alerts = n, "could not store alerts");
+                }
+            }
+        });
         Alerts {
+            queue,
             sql,
             ctx,
             token,
@@ -140,7 +195,7 @@ impl Alerts {
 
     /// Stores `alert` and posts it to the debugger webhook, off the caller's path.
     pub(crate) fn raise(&self, alert: Alert) {
-        let (sql, metrics) = (self.sql.clone(), self.metrics.clone());
+        let metrics = self.metrics.clone();
         let webhook = self.webhook.clone().map(|url| {
             (
                 url,
@@ -151,42 +206,16 @@ impl Alerts {
         });
         let sid = new_sid("NO");
         let now = time::now();
+        // Evidence, not part of the message's handling: a full queue (the database far
+        // behind) drops the alert, counted and logged, rather than hold up the webhook.
+        if let Err(e) = self.queue.try_send((sid.clone(), now, alert.clone())) {
+            metrics.store_error("alert");
+            tracing::warn!(code = alert.code, reason = %e, "an alert was not stored");
+        }
+        let Some((url, http, token, account)) = webhook else {
+            return;
+        };
         tokio::spawn(async move {
-            let stored = {
-                let (a, sid) = (alert.clone(), sid.clone());
-                sql.run_relaxed(move |tx| {
-                    let code = a.code_text();
-                    let (method, url, vars) = match a.request {
-                        Some((m, u, v)) => (Some(m), Some(u), Some(v)),
-                        None => (None, None, None),
-                    };
-                    tx.execute(
-                        "INSERT INTO proxy_alerts (sid, error_code, log_level, alert_text, request_method,
-                             request_url, request_variables, resource_sid, service_sid, date_created)
-                         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
-                        &[
-                            sid.into(),
-                            code.into(),
-                            level(a.code).into(),
-                            format!("{}: {}", title(a.code), a.text).into(),
-                            method.into(),
-                            url.into(),
-                            vars.into(),
-                            a.resource.into(),
-                            a.service.into(),
-                            now.into(),
-                        ],
-                    )
-                })
-                .await
-            };
-            if let Err(e) = stored {
-                metrics.store_error("alert");
-                tracing::warn!(error = %e, code = alert.code, "could not store the alert");
-            }
-            let Some((url, http, token, account)) = webhook else {
-                return;
-            };
             // Twilio's debugger webhook: the event's fields, its detail as JSON in Payload.
             let payload = json!({
                 "resource_sid": alert.resource,
