@@ -26,6 +26,7 @@ on_each_database!(
     out_of_session_answers_twiml_or_opens_a_session,
     version_2_tables_are_migrated_in_place,
     a_services_extensions_change_its_keywords_only,
+    a_message_after_the_session_expired_is_80904,
 );
 
 /// One request a receiver got.
@@ -791,6 +792,41 @@ async fn a_services_extensions_change_its_keywords_only(db: &TestDb) {
         .as_str()
         .unwrap()
         .contains("stop texting"));
+    rig.server.shutdown().await.unwrap();
+}
+
+/// Out of session because the session's Ttl ran out: 80904, not 80902.
+async fn a_message_after_the_session_expired_is_80904(db: &TestDb) {
+    let rig = rig(db, &["--session-sweep-ms", "50"], &[]).await;
+    let (pa, pb) = (
+        serde_json::json!({"Identifier": STRANGER}).to_string(),
+        serde_json::json!({"Identifier": OTHER}).to_string(),
+    );
+    let session = rig
+        .api
+        .post(
+            &format!("Services/{}/Sessions", rig.service),
+            &[("Participants", &pa), ("Participants", &pb), ("Ttl", "1")],
+        )
+        .await;
+    let path = format!(
+        "Services/{}/Sessions/{}",
+        rig.service,
+        session["sid"].as_str().unwrap()
+    );
+    for _ in 0..200 {
+        if rig.api.get(&path).await["status"] == "closed" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+    assert_eq!(rig.api.get(&path).await["closed_reason"], "ttl");
+    rig.text(STRANGER, "are you still there?").await;
+    // And one who never had a session: 80902.
+    rig.text("+15551900007", "hello?").await;
+    let mut codes = rig.api.alerts(2).await;
+    codes.sort();
+    assert_eq!(codes, ["80902", "80904"]);
     rig.server.shutdown().await.unwrap();
 }
 

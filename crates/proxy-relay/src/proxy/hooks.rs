@@ -317,6 +317,28 @@ impl Hooks {
         Some(found)
     }
 
+    /// Whether `from`'s latest session on `to` was closed by its Ttl or DateExpiry.
+    pub(crate) async fn session_expired(&self, from: &str, to: &str) -> bool {
+        let (f, t) = (from.to_owned(), to.to_owned());
+        self.sql
+            .run_relaxed(move |tx| {
+                Ok::<_, crate::DbError>(
+                    tx.row(
+                        "SELECT s.closed_reason FROM proxy_participants p
+                         JOIN proxy_sessions s ON s.sid = p.session_sid
+                         WHERE p.identifier = ?1 AND p.proxy_identifier = ?2
+                         ORDER BY p.seq DESC LIMIT 1",
+                        &[f.into(), t.into()],
+                    )?
+                    .and_then(|r| r.first().and_then(Val::owned_text)),
+                )
+            })
+            .await
+            .ok()
+            .flatten()
+            .is_some_and(|reason| reason == "ttl" || reason == "expired")
+    }
+
     /// Posts `form` to `url`, signed; the HTTP status, or why there was none.
     pub(crate) async fn post(
         &self,

@@ -158,6 +158,29 @@ impl Interactions {
             );
         }
         for code in codes {
+            if code == 80902 {
+                // Out of session: 80904 when the sender's session on this number expired (a
+                // Ttl or DateExpiry closed it), which one read off the answer's path tells.
+                let hooks = self.hooks.clone();
+                let (from, to) = (report.from.clone(), report.to.clone());
+                let alert = |code: u32, text: String| {
+                    alerts::Alert::new(code, text)
+                        .resource(report.message_sid.as_deref().unwrap_or_default())
+                        .service(&service)
+                        .request("POST", crate::WEBHOOK_PATH, &request)
+                };
+                let (expired, fresh) = (
+                    alert(80904, format!("{from}'s session on {to} has expired")),
+                    alert(80902, format!("{from} has no active session on {to}")),
+                );
+                tokio::spawn(async move {
+                    let was_expired = hooks.session_expired(&from, &to).await;
+                    hooks
+                        .alerts
+                        .raise(if was_expired { expired } else { fresh });
+                });
+                continue;
+            }
             let text = match code {
                 80901 => "the keyword was not relayed".to_owned(),
                 80909 => {
@@ -170,7 +193,6 @@ impl Interactions {
                         .as_ref()
                         .map_or("the recipient", |l| l.to.as_str())
                 ),
-                80902 => format!("{} has no active session on {}", report.from, report.to),
                 80614 => "the session has no other participant".to_owned(),
                 _ => report.outcome.to_owned(),
             };
