@@ -114,6 +114,18 @@ BEGIN
     ON CONFLICT (message_id) DO UPDATE SET answer = excluded.answer;
 END
 $$;
+CREATE OR REPLACE FUNCTION proxy_optout_complete_many(p_message_ids TEXT[], p_answers TEXT[], p_synced BOOLEAN)
+RETURNS VOID
+LANGUAGE plpgsql VOLATILE AS $$
+BEGIN
+    IF NOT p_synced THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
+    INSERT INTO processed_messages (message_id, answer, processed_at)
+    SELECT m.id, m.answer, now() FROM unnest(p_message_ids, p_answers) AS m(id, answer)
+    ON CONFLICT (message_id) DO UPDATE SET answer = excluded.answer;
+END
+$$;
 ";
 
 /// What went wrong. The relay fails closed on every one. New variants may be added in minor
@@ -582,6 +594,40 @@ impl PgStore {
         client
             .execute(&stmt, &[&message_id, &answer, &synced])
             .await?;
+        Ok(())
+    }
+
+    /// Stores the answers of many claimed ids in one statement and one transaction (a host
+    /// that completes messages in groups: one round trip for all of them). An id given
+    /// twice keeps its last answer.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: then none of them is stored.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), proxy_optout_postgres::StoreError> {
+    /// # let store = proxy_optout_postgres::PgStore::connect("postgres://postgres@127.0.0.1/test").await?;
+    /// store.complete_many(&[("SM1", "<Response/>"), ("SM2", "<Response/>")]).await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn complete_many(&self, answers: &[(&str, &str)]) -> Result<(), StoreError> {
+        // One row per id: an upsert cannot touch the same row twice in one statement.
+        let mut last: std::collections::HashMap<&str, &str> =
+            std::collections::HashMap::with_capacity(answers.len());
+        for (id, answer) in answers {
+            last.insert(id, answer);
+        }
+        if last.is_empty() {
+            return Ok(());
+        }
+        let (ids, texts): (Vec<&str>, Vec<&str>) = last.into_iter().unzip();
+        let client = self.pool.get().await?;
+        let stmt = client
+            .prepare_cached("SELECT proxy_optout_complete_many($1, $2, $3)")
+            .await?;
+        let synced = self.answer_commit == Commit::Synchronous;
+        client.execute(&stmt, &[&ids, &texts, &synced]).await?;
         Ok(())
     }
 

@@ -448,3 +448,37 @@ async fn conversation_bindings_are_shared_by_every_instance() {
     assert_eq!(a.bindings("CH2").await.unwrap(), vec![driver]);
     drop_schema(&schema).await;
 }
+
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_stored_in_a_group_are_each_given_back_to_their_redelivery() {
+    let schema = schema_name();
+    let s = store(&schema, "complete-many").await;
+    for id in ["SM1", "SM2", "SM3"] {
+        assert_eq!(s.claim(id).await.unwrap(), Claim::New);
+    }
+    // SM2 twice: its last answer stands (one statement cannot upsert a row twice).
+    s.complete_many(&[
+        ("SM1", "one"),
+        ("SM2", "two"),
+        ("SM2", "two again"),
+        ("SM4", "four"),
+    ])
+    .await
+    .unwrap();
+    assert_eq!(s.claim("SM1").await.unwrap(), Claim::Answered("one".into()));
+    assert_eq!(
+        s.claim("SM2").await.unwrap(),
+        Claim::Answered("two again".into())
+    );
+    assert_eq!(s.claim("SM3").await.unwrap(), Claim::InProgress);
+    assert_eq!(
+        s.claim("SM4").await.unwrap(),
+        Claim::Answered("four".into())
+    );
+    s.complete_many(&[]).await.unwrap();
+    drop_schema(&schema).await;
+}

@@ -676,20 +676,53 @@ impl SqliteStore {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn complete(&self, message_id: &str, answer: &str) -> Result<(), StoreError> {
-        let conn = self.conn();
+        self.complete_many(&[(message_id, answer)])
+    }
+
+    /// Stores the answers of many claimed ids in one transaction: a host that completes
+    /// messages in groups pays one commit for all of them. An id given twice keeps its last
+    /// answer.
+    ///
+    /// # Errors
+    ///
+    /// [`StoreError`]: then none of them is stored.
+    ///
+    /// ```
+    /// # use proxy_optout_sqlite::SqliteStore;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let store = SqliteStore::open(dir.path().join("l.db"))?;
+    /// store.claim("SM1")?;
+    /// store.claim("SM2")?;
+    /// store.complete_many(&[("SM1", "<Response/>"), ("SM2", "<Response/>")])?;
+    /// assert_eq!(store.claim("SM2")?, proxy_optout_sqlite::Claim::Answered("<Response/>".into()));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn complete_many(&self, answers: &[(&str, &str)]) -> Result<(), StoreError> {
+        if answers.is_empty() {
+            return Ok(());
+        }
+        let mut conn = self.conn();
         let written = (|| {
             if self.inner.lazy_answers {
                 conn.prepare_cached("PRAGMA synchronous = NORMAL")?
                     .execute([])?;
             }
-            // An upsert: with claims in memory there is no row yet.
-            let written = conn
-                .prepare_cached(
-                    "INSERT INTO processed_messages (message_id, answer, processed_at)
-                     VALUES (?1, ?2, ?3)
-                     ON CONFLICT (message_id) DO UPDATE SET answer = excluded.answer",
-                )
-                .and_then(|mut st| st.execute(params![message_id, answer, now_ms()]));
+            let written = (|| {
+                let tx = conn.transaction()?;
+                {
+                    // An upsert: with claims in memory there is no row yet.
+                    let mut st = tx.prepare_cached(
+                        "INSERT INTO processed_messages (message_id, answer, processed_at)
+                         VALUES (?1, ?2, ?3)
+                         ON CONFLICT (message_id) DO UPDATE SET answer = excluded.answer",
+                    )?;
+                    let now = now_ms();
+                    for (id, answer) in answers {
+                        st.execute(params![id, answer, now])?;
+                    }
+                }
+                tx.commit()
+            })();
             if self.inner.lazy_answers {
                 // Back to FULL whatever happened: every other write on this connection is synced.
                 conn.prepare_cached("PRAGMA synchronous = FULL")?
@@ -699,7 +732,10 @@ impl SqliteStore {
         })();
         drop(conn);
         if let Some(in_flight) = &self.inner.in_flight {
-            lock(in_flight).remove(message_id);
+            let mut map = lock(in_flight);
+            for (id, _) in answers {
+                map.remove(*id);
+            }
         }
         written.map_err(|e| self.err(e))?;
         Ok(())

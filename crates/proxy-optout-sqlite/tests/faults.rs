@@ -228,3 +228,52 @@ fn redelivery_gives_one_forward_and_one_reply() {
     // Retention: nothing is younger than zero seconds... everything is older.
     assert_eq!(store.purge_processed(Duration::ZERO).unwrap(), 2);
 }
+
+#[test]
+fn a_group_of_answers_is_stored_whole_or_not_at_all() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(dir.path().join("l.db")).unwrap();
+    for id in ["SM1", "SM2", "SM3"] {
+        assert_eq!(store.claim(id).unwrap(), Claim::New);
+    }
+    store
+        .with_connection(|c| {
+            c.execute_batch(
+                "CREATE TRIGGER refuse_sm3 BEFORE UPDATE ON processed_messages
+                 WHEN new.message_id = 'SM3' BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+            )
+        })
+        .unwrap();
+    assert!(store
+        .complete_many(&[("SM1", "one"), ("SM3", "three")])
+        .is_err());
+    assert_eq!(
+        store.claim("SM1").unwrap(),
+        Claim::InProgress,
+        "rolled back with SM3"
+    );
+    store
+        .complete_many(&[("SM1", "one"), ("SM2", "two"), ("SM2", "two again")])
+        .unwrap();
+    assert_eq!(store.claim("SM1").unwrap(), Claim::Answered("one".into()));
+    assert_eq!(
+        store.claim("SM2").unwrap(),
+        Claim::Answered("two again".into())
+    );
+}
+
+#[test]
+fn a_group_of_answers_releases_in_memory_claims() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open_with(
+        dir.path().join("l.db"),
+        Options::default()
+            .claims(proxy_optout_sqlite::Claims::Memory)
+            .exclusive(true),
+    )
+    .unwrap();
+    assert_eq!(store.claim("SM1").unwrap(), Claim::New);
+    assert_eq!(store.claim("SM1").unwrap(), Claim::InProgress);
+    store.complete_many(&[("SM1", "one")]).unwrap();
+    assert_eq!(store.claim("SM1").unwrap(), Claim::Answered("one".into()));
+}

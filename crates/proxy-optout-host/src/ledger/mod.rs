@@ -15,6 +15,7 @@ use proxy_optout::{
 use crate::message::Message;
 use crate::routing::SessionRoute;
 
+mod group;
 mod postgres;
 mod sqlite;
 mod worker;

@@ -15,6 +15,7 @@ use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
+use super::group::Group;
 use super::{
     policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError, Decided,
     LedgerError, Routed,
@@ -105,6 +106,56 @@ pub struct PgLedger {
     id: Arc<()>,
     /// The statement calling the decision for a route found first.
     resolved: Arc<str>,
+    /// Answers waiting to be stored, together: one statement for a group.
+    answers: Arc<Group<Answered>>,
+}
+
+/// A stored answer on its way: who hears of its failure, and who waits for it.
+type Answered = (
+    String,
+    String,
+    Box<dyn FnOnce(LedgerError) + Send>,
+    tokio::sync::oneshot::Sender<()>,
+);
+
+/// Stores the waiting answers, a group per statement, until none is left. What arrives
+/// while a group is written goes into the next. A group that fails is stored answer by
+/// answer, so one bad answer costs only itself.
+async fn store_answers(pg: PgStore, answers: Arc<Group<Answered>>) {
+    // If this task is dropped (its runtime shut down), the waiting answers are given up
+    // (their callers stop waiting) and the next push starts a writer again.
+    struct Abandon(Arc<Group<Answered>>, bool);
+    impl Drop for Abandon {
+        fn drop(&mut self) {
+            if !self.1 {
+                for (_, _, on_error, _) in self.0.take_all() {
+                    on_error(LedgerError::Task("the answer's writer stopped".into()));
+                }
+            }
+        }
+    }
+    let mut guard = Abandon(answers, false);
+    loop {
+        let group = guard.0.take();
+        if group.is_empty() {
+            guard.1 = true;
+            return;
+        }
+        let pairs: Vec<(&str, &str)> = group
+            .iter()
+            .map(|(id, answer, _, _)| (id.as_str(), answer.as_str()))
+            .collect();
+        let stored = pg.complete_many(&pairs).await;
+        drop(pairs);
+        for (id, answer, on_error, done) in group {
+            if stored.is_err() {
+                if let Err(e) = pg.complete(&id, &answer).await {
+                    on_error(e.into());
+                }
+            }
+            let _ = done.send(());
+        }
+    }
 }
 
 /// A name for the routed function of `query`, the same on every instance of every build
@@ -178,6 +229,7 @@ impl PgLedger {
             pg,
             id: Arc::new(()),
             resolved: call_of(RESOLVED).into(),
+            answers: Arc::default(),
         })
     }
 
@@ -538,10 +590,13 @@ impl Backend for PgLedger {
         answer: String,
         on_error: Box<dyn FnOnce(LedgerError) + Send>,
     ) -> BoxFuture<'_, ()> {
+        let (done, stored) = tokio::sync::oneshot::channel();
+        if self.answers.push((message_id, answer, on_error, done)) {
+            tokio::spawn(store_answers(self.pg.clone(), self.answers.clone()));
+        }
         Box::pin(async move {
-            if let Err(e) = self.pg.complete(&message_id, &answer).await {
-                on_error(e.into());
-            }
+            // Waited for, so a redelivery after the webhook's answer finds this answer.
+            let _ = stored.await;
         })
     }
 

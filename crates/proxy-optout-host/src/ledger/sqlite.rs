@@ -10,6 +10,7 @@ use proxy_optout::{
 };
 use proxy_optout_sqlite::{Claim, Durability, Options, SqliteStore};
 
+use super::group::Group;
 use super::worker::DbWorker;
 use super::{
     policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError, Decided,
@@ -34,6 +35,28 @@ use crate::routing::{RouteResult, Routing};
 #[derive(Clone, Debug)]
 pub struct SqliteLedger {
     worker: Arc<DbWorker>,
+    /// Answers waiting for the database thread, stored together.
+    answers: Arc<Group<Answered>>,
+}
+
+/// A stored answer on its way, and who hears of its failure.
+type Answered = (String, String, Box<dyn FnOnce(LedgerError) + Send>);
+
+/// Stores a group of answers in one transaction; if that fails, each alone, so one bad
+/// answer costs only itself.
+fn store_answers(store: &SqliteStore, group: Vec<Answered>) {
+    let pairs: Vec<(&str, &str)> = group
+        .iter()
+        .map(|(id, answer, _)| (id.as_str(), answer.as_str()))
+        .collect();
+    if store.complete_many(&pairs).is_ok() {
+        return;
+    }
+    for (id, answer, on_error) in group {
+        if let Err(e) = store.complete(&id, &answer) {
+            on_error(e.into());
+        }
+    }
 }
 
 fn open_store(path: &Path) -> Result<SqliteStore, LedgerError> {
@@ -81,6 +104,7 @@ impl SqliteLedger {
         let worker = DbWorker::spawn(path.clone(), move || open_store(&path)).await?;
         Ok(SqliteLedger {
             worker: Arc::new(worker),
+            answers: Arc::default(),
         })
     }
 
@@ -341,13 +365,21 @@ impl Backend for SqliteLedger {
         answer: String,
         on_error: Box<dyn FnOnce(LedgerError) + Send>,
     ) -> BoxFuture<'_, ()> {
-        // Not waited for: the thread runs calls in order, so any delivery that arrives after
-        // this returns is claimed after the answer is stored.
-        let queued = self.worker.submit(move |store| {
-            if let Err(e) = store.complete(&message_id, &answer) {
-                on_error(e.into());
-            }
-        });
+        // Not waited for: the thread runs calls in order, and the group this answer joins
+        // was queued no later than now, so any delivery that arrives after this returns is
+        // claimed after the answer is stored.
+        let queued = if self.answers.push((message_id, answer, on_error)) {
+            let answers = self.answers.clone();
+            self.worker
+                .submit(move |store| store_answers(store, answers.take_all()))
+                .inspect_err(|_| {
+                    for (_, _, on_error) in self.answers.take_all() {
+                        on_error(LedgerError::Closed);
+                    }
+                })
+        } else {
+            Ok(())
+        };
         Box::pin(async move {
             if let Err(e) = queued {
                 tracing::error!(error = %e, "could not queue the answer; a retry is handled again");

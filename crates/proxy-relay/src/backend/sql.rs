@@ -82,6 +82,30 @@ pub(crate) trait Tx {
     /// SQLite's `IMMEDIATE` transaction already holds the only write lock).
     fn lock(&mut self, key: &str) -> Result<(), DbError>;
 
+    /// Whether this is PostgreSQL: for the few statements whose SQL differs (reading a
+    /// JSON parameter as a table).
+    fn postgres(&self) -> bool {
+        false
+    }
+
+    /// A common table expression `x` over the JSON array of objects in parameter `?1`,
+    /// with `columns` as its text columns: one statement for a group of rows.
+    fn json_rows(&self, columns: &[&str]) -> String {
+        if self.postgres() {
+            let typed: Vec<String> = columns.iter().map(|c| format!("{c} TEXT")).collect();
+            format!(
+                "x AS (SELECT * FROM json_to_recordset(CAST(?1 AS json)) AS r({}))",
+                typed.join(", ")
+            )
+        } else {
+            let picked: Vec<String> = columns
+                .iter()
+                .map(|c| format!("json_extract(value, '$.{c}') AS {c}"))
+                .collect();
+            format!("x AS (SELECT {} FROM json_each(?1))", picked.join(", "))
+        }
+    }
+
     /// The first row, if any.
     fn row(&mut self, sql: &str, params: &[Val]) -> Result<Option<Row>, DbError> {
         Ok(self.query(sql, params)?.into_iter().next())
@@ -109,9 +133,10 @@ impl Sql {
         self.transact(true, f).await
     }
 
-    /// As [`run`](Self::run), without waiting for SQLite's sync: for the Interaction log,
-    /// which a crash may shorten by its last entries but never corrupt (the ledger, which
-    /// decides what is sent, is synced on its own path).
+    /// As [`run`](Self::run), without waiting for the sync (SQLite's group sync,
+    /// PostgreSQL's WAL flush: an asynchronous commit): for the Interaction log, which a
+    /// crash may shorten by its last entries but never corrupt (the ledger, which decides
+    /// what is sent, is synced on its own path).
     pub(crate) async fn run_relaxed<T, E>(
         &self,
         f: impl FnOnce(&mut dyn Tx) -> Result<T, E> + Send + 'static,
@@ -169,7 +194,17 @@ impl Sql {
                         .block_on(pg.pool().get())
                         .map_err(|e| E::from(DbError::Postgres(e.into())))?;
                     let tx = handle
-                        .block_on(client.transaction())
+                        .block_on(async {
+                            let tx = client.transaction().await?;
+                            if !durable {
+                                // Visible at commit like any other, without waiting for
+                                // the WAL flush: a crash of the server may lose the last
+                                // entries, never half of one.
+                                tx.batch_execute("SET LOCAL synchronous_commit TO OFF")
+                                    .await?;
+                            }
+                            Ok::<_, proxy_optout_postgres::tokio_postgres::Error>(tx)
+                        })
                         .map_err(|e| E::from(DbError::from(e)))?;
                     let mut pgtx = Pg {
                         tx,
@@ -312,6 +347,10 @@ impl Tx for Pg<'_> {
             let stmt = self.tx.prepare_cached(&sql).await?;
             self.tx.execute(&stmt, &refs).await
         })?)
+    }
+
+    fn postgres(&self) -> bool {
+        true
     }
 
     fn lock(&mut self, key: &str) -> Result<(), DbError> {

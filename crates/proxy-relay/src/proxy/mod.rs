@@ -72,24 +72,30 @@ impl Interactions {
                         // The interactions whose CallbackUrl fires: new ones with an
                         // outbound leg, and those whose leg's status moved forward.
                         let mut changed = Vec::new();
+                        let relayed: Vec<&Relayed> = entries
+                            .iter()
+                            .filter_map(|e| match e {
+                                Entry::Relayed(r) => Some(r),
+                                Entry::Status { .. } => None,
+                            })
+                            .collect();
+                        let stored = store::record_relayed_group(tx, &relayed)?;
+                        for (r, new) in relayed.iter().zip(stored) {
+                            if new && r.outbound.is_some() && hooks.wants_callback(Some(&r.to)) {
+                                changed.push(r.sid.clone());
+                            }
+                        }
+                        // After the group's inserts: a status that arrived with its message
+                        // finds the interaction it moves.
                         for e in &entries {
-                            match e {
-                                Entry::Relayed(r) => {
-                                    if store::record_relayed(tx, r)?
-                                        && r.outbound.is_some()
-                                        && hooks.wants_callback(Some(&r.to))
-                                    {
-                                        changed.push(r.sid.clone());
-                                    }
-                                }
-                                Entry::Status {
-                                    message_sid,
-                                    status,
-                                } => {
-                                    let moved = store::record_status(tx, message_sid, status)?;
-                                    if hooks.wants_callback(None) {
-                                        changed.extend(moved);
-                                    }
+                            if let Entry::Status {
+                                message_sid,
+                                status,
+                            } = e
+                            {
+                                let moved = store::record_status(tx, message_sid, status)?;
+                                if hooks.wants_callback(None) {
+                                    changed.extend(moved);
                                 }
                             }
                         }

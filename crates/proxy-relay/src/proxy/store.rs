@@ -1381,6 +1381,29 @@ pub(crate) fn plan_message(
     })
 }
 
+/// The sessions had an interaction: `open` becomes `in-progress`, and a Ttl counts again.
+/// One statement for all of them.
+fn touch_all(tx: &mut dyn Tx, sessions: Vec<String>, now: i64) -> Result<(), DbError> {
+    let ids: Vec<Value> = sessions
+        .into_iter()
+        .map(|sid| json!({ "sid": sid }))
+        .collect();
+    let source = tx.json_rows(&["sid"]);
+    tx.execute(
+        &format!(
+            "WITH {source}
+             UPDATE proxy_sessions SET
+                 status = CASE WHEN status = 'open' THEN 'in-progress' ELSE status END,
+                 date_last_interaction = ?2, date_updated = ?2,
+                 expires_at = CASE WHEN date_expiry IS NOT NULL THEN date_expiry
+                                   WHEN ttl > 0 THEN ?2 + ttl ELSE NULL END
+             WHERE sid IN (SELECT sid FROM x) AND status IN ('open', 'in-progress')"
+        ),
+        &[Value::Array(ids).to_string().into(), now.into()],
+    )?;
+    Ok(())
+}
+
 /// The session had an interaction: `open` becomes `in-progress`, and a Ttl counts again.
 fn touch(tx: &mut dyn Tx, session: &str, now: i64) -> Result<(), DbError> {
     tx.execute(
@@ -1470,48 +1493,90 @@ pub(crate) struct Relayed {
     pub(crate) outbound: Option<(Option<String>, &'static str)>,
 }
 
-/// Stores a relayed message's interaction; `false` when it was stored before (a replayed
-/// message names the same SID).
-pub(crate) fn record_relayed(tx: &mut dyn Tx, r: &Relayed) -> Result<bool, DbError> {
-    let now = time::now();
-    let (out_sid, out_status) = match &r.outbound {
-        Some((sid, status)) => (sid.clone(), Some(*status)),
-        None => (None, None),
-    };
-    let inserted = tx.execute(
-        "INSERT INTO proxy_interactions (sid, session_sid, service_sid, data, type,
-             inbound_participant_sid, inbound_resource_sid, inbound_resource_status, inbound_resource_type,
-             outbound_participant_sid, outbound_resource_sid, outbound_resource_status, outbound_resource_type,
-             date_created, date_updated)
-         SELECT CAST(?1 AS TEXT), p.session_sid, p.service_sid, CAST(?2 AS TEXT), 'message',
-                p.sid, CAST(?3 AS TEXT), 'delivered', 'Message',
-                CASE WHEN CAST(?4 AS TEXT) IS NULL THEN NULL ELSE o.sid END, CAST(?5 AS TEXT),
-                CAST(?4 AS TEXT),
-                CASE WHEN CAST(?4 AS TEXT) IS NULL THEN NULL ELSE 'Message' END,
-                CAST(?6 AS BIGINT), CAST(?6 AS BIGINT)
-         FROM proxy_participants p
-         LEFT JOIN proxy_participants o
-           ON o.session_sid = p.session_sid AND o.sid <> p.sid AND o.date_deleted IS NULL
-         WHERE p.session_sid = ?7 AND p.identifier = ?8 AND p.proxy_identifier = ?9
-         LIMIT 1
-         ON CONFLICT (sid) DO NOTHING",
-        &[
-            r.sid.as_str().into(),
-            json!({"body": r.body}).to_string().into(),
-            r.message_sid.clone().into(),
-            out_status.into(),
-            out_sid.into(),
-            now.into(),
-            r.session.as_str().into(),
-            r.from.as_str().into(),
-            r.to.as_str().into(),
-        ],
-    )?;
-    if inserted == 0 {
-        return Ok(false);
+/// Stores a group of relayed messages' interactions and touches each of their sessions,
+/// in two statements whatever the group's size (one round trip each on PostgreSQL, where a
+/// statement per message made the log's writer the server's bottleneck); for each message,
+/// `false` when it was stored before (a replayed message names the same SID).
+pub(crate) fn record_relayed_group(
+    tx: &mut dyn Tx,
+    group: &[&Relayed],
+) -> Result<Vec<bool>, DbError> {
+    if group.is_empty() {
+        return Ok(Vec::new());
     }
-    touch(tx, &r.session, now)?;
-    Ok(true)
+    let now = time::now();
+    let rows: Vec<Value> = group
+        .iter()
+        .map(|r| {
+            let (out_sid, out_status) = match &r.outbound {
+                Some((sid, status)) => (sid.clone(), Some(*status)),
+                None => (None, None),
+            };
+            json!({
+                "sid": r.sid,
+                "session": r.session,
+                "sender": r.from,
+                "proxy": r.to,
+                "data": json!({"body": r.body}).to_string(),
+                "message_sid": r.message_sid,
+                "out_sid": out_sid,
+                "out_status": out_status,
+            })
+        })
+        .collect();
+    let source = tx.json_rows(&[
+        "sid",
+        "session",
+        "sender",
+        "proxy",
+        "data",
+        "message_sid",
+        "out_sid",
+        "out_status",
+    ]);
+    // The participant is the session's row for the sender on that number; the outbound
+    // participant the session's other, live one.
+    let inserted = tx.query(
+        &format!(
+            "WITH {source}, d AS (SELECT x.*, (SELECT q.sid FROM proxy_participants q
+                                  WHERE q.session_sid = x.session AND q.identifier = x.sender
+                                    AND q.proxy_identifier = x.proxy LIMIT 1) AS participant
+                              FROM x)
+             INSERT INTO proxy_interactions (sid, session_sid, service_sid, data, type,
+                 inbound_participant_sid, inbound_resource_sid, inbound_resource_status, inbound_resource_type,
+                 outbound_participant_sid, outbound_resource_sid, outbound_resource_status, outbound_resource_type,
+                 date_created, date_updated)
+             SELECT d.sid, p.session_sid, p.service_sid, d.data, 'message',
+                    p.sid, d.message_sid, 'delivered', 'Message',
+                    CASE WHEN d.out_status IS NULL THEN NULL ELSE
+                        (SELECT o.sid FROM proxy_participants o
+                          WHERE o.session_sid = p.session_sid AND o.sid <> p.sid
+                            AND o.date_deleted IS NULL LIMIT 1) END,
+                    d.out_sid, d.out_status,
+                    CASE WHEN d.out_status IS NULL THEN NULL ELSE 'Message' END,
+                    CAST(?2 AS BIGINT), CAST(?2 AS BIGINT)
+             FROM d JOIN proxy_participants p ON p.sid = d.participant
+             WHERE true
+             ON CONFLICT (sid) DO NOTHING
+             RETURNING sid, session_sid"
+        ),
+        &[Value::Array(rows).to_string().into(), now.into()],
+    )?;
+    let mut new: std::collections::HashSet<String> = std::collections::HashSet::new();
+    let mut sessions = std::collections::BTreeSet::new();
+    for row in inserted {
+        if let Some(sid) = text(&row, 0) {
+            new.insert(sid);
+        }
+        if let Some(session) = text(&row, 1) {
+            sessions.insert(session);
+        }
+    }
+    if !sessions.is_empty() {
+        touch_all(tx, sessions.into_iter().collect(), now)?;
+    }
+    // A SID twice in one group (a redelivery) is new once, for its first message.
+    Ok(group.iter().map(|r| new.remove(&r.sid)).collect())
 }
 
 /// How far along a message status is: a status callback never moves a leg backwards
