@@ -274,3 +274,86 @@ async fn the_policy_on_postgres() {
     )
     .await;
 }
+
+/// Posts `body` from the rider as message `sid`; the webhook's status.
+async fn post(rig: &Rig, sid: &str, body: &str) -> u16 {
+    let text = format!(
+        "MessageSid={sid}&From={}&To={}&Body={body}",
+        RIDER.replace('+', "%2B"),
+        rig.proxy.replace('+', "%2B")
+    );
+    let form = Form::parse(text.as_bytes()).unwrap();
+    let signature = sign(TOKEN, &format!("{URL}/twilio/sms"), &form);
+    rig.pipeline
+        .serve(
+            WebhookRequest::new("POST", "/twilio/sms", text.as_bytes())
+                .header("Content-Type", "application/x-www-form-urlencoded")
+                .header("X-Twilio-Signature", &signature),
+        )
+        .await
+        .status()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+async fn on_postgres_a_decision_is_acted_on_only_once_its_flush_succeeded() {
+    use proxy_optout_postgres::{Options, PgStore};
+    let url = std::env::var("PROXY_OPTOUT_PG_URL").expect("PROXY_OPTOUT_PG_URL");
+    let schema = format!("proxy_optout_host_flush_{}", std::process::id());
+    let store = PgStore::connect_with(&url, Options::default().schema(&schema))
+        .await
+        .unwrap();
+    let ledger = proxy_optout_host::PgLedger::from_store(store.clone())
+        .await
+        .unwrap();
+    let rig = Rig::start(
+        ledger.into(),
+        "+15550009999",
+        StopFilterFlag::Ignore,
+        StopFiltering::On,
+        Intercept::Allow,
+    )
+    .await;
+    let client = store.pool().get().await.unwrap();
+    let flushes = || async {
+        client
+            .query_one(
+                "SELECT COALESCE(SUM(n), 0)::BIGINT FROM proxy_optout_host_flush",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get::<_, i64>(0)
+    };
+    let sid = |n: u32| format!("SM{}flush{n}", std::process::id());
+    assert_eq!(post(&rig, &sid(1), "on my way").await, 200);
+    assert_eq!(rig.forwards(), 1);
+    assert!(flushes().await >= 1, "the decision waited for a flush");
+
+    // The flush fails: nothing is sent, the platform is told to retry, the claim is given
+    // back; once the database flushes again, the retry is handled in full.
+    client
+        .batch_execute(
+            "CREATE FUNCTION refuse_flush() RETURNS trigger LANGUAGE plpgsql AS
+               $$ BEGIN RAISE EXCEPTION 'disk gone'; END $$;
+             CREATE TRIGGER refuse_flush BEFORE INSERT OR UPDATE ON proxy_optout_host_flush
+               FOR EACH ROW EXECUTE FUNCTION refuse_flush();",
+        )
+        .await
+        .unwrap();
+    assert_eq!(post(&rig, &sid(2), "five minutes").await, 503);
+    assert_eq!(rig.forwards(), 1, "not sent before it was on disk");
+    client
+        .batch_execute("DROP TRIGGER refuse_flush ON proxy_optout_host_flush")
+        .await
+        .unwrap();
+    assert_eq!(post(&rig, &sid(2), "five minutes").await, 200);
+    assert_eq!(rig.forwards(), 2);
+    client
+        .batch_execute(&format!("DROP SCHEMA {schema} CASCADE"))
+        .await
+        .unwrap();
+}

@@ -61,6 +61,32 @@ impl<T> Group<T> {
     }
 }
 
+/// A writer task's hold on its group: if the task is dropped before it finished (its runtime
+/// shut down), the items waiting are dropped with it, so whoever waits on them hears (their
+/// channels close), and the next push starts a writer again.
+pub(crate) struct Writing<T>(pub(crate) std::sync::Arc<Group<T>>, bool);
+
+impl<T> Writing<T> {
+    pub(crate) fn new(group: std::sync::Arc<Group<T>>) -> Self {
+        Writing(group, false)
+    }
+
+    /// The next items to write; empty when the writer is done.
+    pub(crate) fn take(&mut self) -> Vec<T> {
+        let items = self.0.take();
+        self.1 = items.is_empty();
+        items
+    }
+}
+
+impl<T> Drop for Writing<T> {
+    fn drop(&mut self) {
+        if !self.1 {
+            drop(self.0.take_all());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::Group;

@@ -15,7 +15,7 @@ use proxy_optout_postgres::deadpool_postgres::Object;
 use proxy_optout_postgres::tokio_postgres::Row;
 use proxy_optout_postgres::{Commit, Options, PgStore, StoreError};
 
-use super::group::Group;
+use super::group::{Group, Writing};
 use super::{
     policy_answer, route_of, Backend, BoxFuture, Colocated, ColocatedKind, DecideError, Decided,
     LedgerError, Routed,
@@ -34,12 +34,17 @@ CREATE OR REPLACE FUNCTION {NAME}(
     p_message_id TEXT, p_stale_secs FLOAT8, p_from TEXT, p_to TEXT,
     p_scope TEXT, p_write_state TEXT, p_other TEXT, p_other_proxy TEXT,
     p_source TEXT, p_keyword TEXT, p_body TEXT, p_rule_set TEXT, p_received_ms BIGINT,
-    p_confirmed_ms BIGINT)
+    p_confirmed_ms BIGINT, p_async BOOLEAN)
 RETURNS TABLE (claim TEXT, answer TEXT, sender_state TEXT, recipient_state TEXT,
                session_sid TEXT, other TEXT, other_proxy TEXT)
 LANGUAGE plpgsql VOLATILE AS $$
 #variable_conflict use_column
 BEGIN
+    IF p_async THEN
+        -- Committed without waiting for the WAL flush: the caller waits for a group flush
+        -- (`proxy_optout_host_flush`) before acting on it, one flush for many decisions.
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     claim := 'new';
     IF p_message_id IS NOT NULL THEN
         SELECT CASE WHEN c.resumed THEN 'resumed' WHEN c.claimed THEN 'new'
@@ -71,14 +76,14 @@ $$;
 ";
 
 /// The decision for a route the host's routing found first.
-const RESOLVED: &str = "proxy_optout_host_decide_v4";
+const RESOLVED: &str = "proxy_optout_host_decide_v5";
 
 /// The statement that calls the decision function `name`. Built once per function, not per
 /// message.
 fn call_of(name: &str) -> String {
     format!(
         "SELECT claim, answer, sender_state, recipient_state, session_sid, other, other_proxy
-         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)"
+         FROM {name}($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)"
     )
 }
 
@@ -108,6 +113,70 @@ pub struct PgLedger {
     resolved: Arc<str>,
     /// Answers waiting to be stored, together: one statement for a group.
     answers: Arc<Group<Answered>>,
+    /// Decisions committed asynchronously, waiting for one flush of the WAL together.
+    flushes: Arc<Group<tokio::sync::oneshot::Sender<Result<(), String>>>>,
+    /// This ledger's row in `proxy_optout_host_flush`.
+    flusher: i64,
+}
+
+/// The table a group flush writes to: a synchronous commit flushes the WAL up to its own
+/// commit record, so every transaction committed before it is then on disk.
+const FLUSH_TABLE: &str = "
+CREATE TABLE IF NOT EXISTS proxy_optout_host_flush (
+    id         BIGINT PRIMARY KEY,
+    n          BIGINT NOT NULL,
+    flushed_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+DELETE FROM proxy_optout_host_flush WHERE flushed_at < now() - interval '1 day';
+";
+
+/// The flush's statement: an upsert, so it always writes (a row deleted while its ledger
+/// was idle comes back) and its commit always waits for the WAL flush.
+const FLUSH: &str = "INSERT INTO proxy_optout_host_flush (id, n) VALUES ($1, 1)
+     ON CONFLICT (id) DO UPDATE SET n = proxy_optout_host_flush.n + 1, flushed_at = now()";
+
+/// A row of its own for each ledger, so instances' flushes never wait on each other's row
+/// lock (std's hasher keys are random per process).
+fn flusher_id() -> i64 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
+    h.write_u32(std::process::id());
+    h.finish() as i64
+}
+
+/// Flushes the WAL for every decision waiting, a group per synchronous commit, until none
+/// is left. A decision committed while a flush runs waits for the next (its commit may lie
+/// after the flush's). Each decision committed with `synchronous_commit` off, so many
+/// share one WAL flush where each waited for its own: under load the backends queued on
+/// PostgreSQL's WAL write lock.
+async fn flush_decisions(
+    pg: PgStore,
+    row: i64,
+    waiting: Arc<Group<tokio::sync::oneshot::Sender<Result<(), String>>>>,
+) {
+    let mut writing = Writing::new(waiting);
+    loop {
+        let group = writing.take();
+        if group.is_empty() {
+            return;
+        }
+        let flushed = async {
+            let c = client(&pg).await?;
+            let stmt = c.prepare_cached(FLUSH).await?;
+            c.execute(&stmt, &[&row]).await?;
+            Ok::<(), LedgerError>(())
+        }
+        .await
+        .map_err(|e| e.to_string());
+        for w in group {
+            let _ = w.send(flushed.clone());
+        }
+    }
 }
 
 /// A stored answer on its way: who hears of its failure, and who waits for it.
@@ -122,23 +191,10 @@ type Answered = (
 /// while a group is written goes into the next. A group that fails is stored answer by
 /// answer, so one bad answer costs only itself.
 async fn store_answers(pg: PgStore, answers: Arc<Group<Answered>>) {
-    // If this task is dropped (its runtime shut down), the waiting answers are given up
-    // (their callers stop waiting) and the next push starts a writer again.
-    struct Abandon(Arc<Group<Answered>>, bool);
-    impl Drop for Abandon {
-        fn drop(&mut self) {
-            if !self.1 {
-                for (_, _, on_error, _) in self.0.take_all() {
-                    on_error(LedgerError::Task("the answer's writer stopped".into()));
-                }
-            }
-        }
-    }
-    let mut guard = Abandon(answers, false);
+    let mut writing = Writing::new(answers);
     loop {
-        let group = guard.0.take();
+        let group = writing.take();
         if group.is_empty() {
-            guard.1 = true;
             return;
         }
         let pairs: Vec<(&str, &str)> = group
@@ -164,7 +220,7 @@ fn routed_name(query: &str) -> String {
     let hash = query.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
         (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
     });
-    format!("proxy_optout_host_routed_v3_{hash:016x}")
+    format!("proxy_optout_host_routed_v4_{hash:016x}")
 }
 
 async fn client(pg: &PgStore) -> Result<Object, LedgerError> {
@@ -223,6 +279,7 @@ impl PgLedger {
             "SELECT NULL::TEXT, p_other, p_other_proxy WHERE p_other IS NOT NULL",
         ))
         .await?;
+        tx.batch_execute(FLUSH_TABLE).await?;
         tx.commit().await?;
         drop(c);
         Ok(PgLedger {
@@ -230,6 +287,8 @@ impl PgLedger {
             id: Arc::new(()),
             resolved: call_of(RESOLVED).into(),
             answers: Arc::default(),
+            flushes: Arc::default(),
+            flusher: flusher_id(),
         })
     }
 
@@ -351,6 +410,9 @@ impl PgLedger {
             _ => {}
         }
         let resumed = claim == "resumed";
+        // The claim (and a STOP or START) was committed without waiting for the disk: the
+        // flush starts now and is waited for before anything acts on the decision.
+        let flushed = self.flush();
         let found = match function {
             None => Ok(None),
             Some(_) => route_from(&m.from, &m.to, row.get(4), row.get(5), row.get(6))
@@ -369,12 +431,36 @@ impl PgLedger {
             }
             Err(e) => Err(e),
         };
+        let decided = match (decided, flushed.await) {
+            (Ok(d), Ok(Ok(()))) => Ok(d),
+            (Err(e), _) => Err(e),
+            (Ok(_), Ok(Err(e))) => Err(DecideError::Unavailable(LedgerError::Task(format!(
+                "the decision could not be flushed to disk: {e}"
+            )))),
+            (Ok(_), Err(_)) => Err(DecideError::Unavailable(LedgerError::Task(
+                "the decision's flush stopped".into(),
+            ))),
+        };
         if let (Err(_), Some(id)) = (&decided, &m.sid) {
             if let Err(e) = self.pg.release(id).await {
                 tracing::error!(error = %e, message_sid = %id, "could not release the claim; a retry waits for it to go stale");
             }
         }
         decided
+    }
+
+    /// Waits for the next group flush of the WAL: what this ledger committed before the
+    /// call is on disk when it answers `Ok`.
+    fn flush(&self) -> tokio::sync::oneshot::Receiver<Result<(), String>> {
+        let (done, flushed) = tokio::sync::oneshot::channel();
+        if self.flushes.push(done) {
+            tokio::spawn(flush_decisions(
+                self.pg.clone(),
+                self.flusher,
+                self.flushes.clone(),
+            ));
+        }
+        flushed
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -422,6 +508,7 @@ impl PgLedger {
                 &rule_set,
                 &received,
                 &confirmed,
+                &true,
             ],
         )
         .await?)
