@@ -167,14 +167,11 @@ impl Alerts {
         let (queue, mut rx) = tokio::sync::mpsc::channel::<(String, i64, Alert)>(16 * BATCH);
         let (writer, counted) = (sql.clone(), metrics.clone());
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            // What has queued while the last group was written, up to BATCH, waiting for
+            // at least one.
+            let mut queued = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut queued, BATCH).await > 0 {
+                let batch = std::mem::take(&mut queued);
                 let n = batch.len();
                 if let Err(e) = writer.run_relaxed(move |tx| store(tx, &batch)).await {
                     counted.store_error("alert");

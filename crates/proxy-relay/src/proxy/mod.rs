@@ -56,14 +56,11 @@ impl Interactions {
         let callbacks = hooks.clone();
         let writer = hooks.clone();
         tokio::spawn(async move {
-            while let Some(first) = rx.recv().await {
-                let mut batch = vec![first];
-                while batch.len() < BATCH {
-                    match rx.try_recv() {
-                        Ok(next) => batch.push(next),
-                        Err(_) => break,
-                    }
-                }
+            // What has queued while the last group was written, up to BATCH, waiting for
+            // at least one.
+            let mut queued = Vec::with_capacity(BATCH);
+            while rx.recv_many(&mut queued, BATCH).await > 0 {
+                let batch = std::mem::take(&mut queued);
                 let (entries, waiting): (Vec<Entry>, Vec<_>) = batch.into_iter().unzip();
                 let n = entries.len();
                 let hooks = writer.clone();
