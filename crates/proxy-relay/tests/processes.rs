@@ -325,10 +325,13 @@ async fn slow_clients_cannot_hold_the_server() {
     latencies.sort();
     let p99 = latencies[latencies.len() * 99 / 100];
     // A server the slow connections held would answer after the header timeout (2 s) or not
-    // at all. The bound leaves room for the other tests sharing the two cores: alone, this
-    // measures a p99 of about 4 ms (the README's figure).
+    // at all, so the bound is half of it. Alone, this measures a p99 of about 4 ms (the
+    // README's figure), but SQLite's automatic WAL checkpoint runs on the database thread
+    // and, on this VM under load, stalls every message for 130–320 ms when it falls inside
+    // the window (it did in 2 of 6 runs; none in 7 with the checkpoint turned off): a
+    // 100 ms bound measured the disk, not the slow clients.
     assert!(
-        p99 < Duration::from_millis(100),
+        p99 < Duration::from_millis(1000),
         "p99 {p99:?} with {SLOW} slow connections open"
     );
     // Every slow connection is closed by the server within the timeout (and a margin).
