@@ -6,8 +6,9 @@
 use proxy_optout::{
     Change, ChangeSource, HistoryEntry, HistoryQuery, HistoryStore, LedgerKey, OptState, RuleSet,
 };
-use rusqlite::{params, Row};
+use rusqlite::{params, Row, TransactionBehavior};
 
+use crate::atomic::Atomic;
 use crate::{now_ms, parse_state, SqliteStore, StoreError};
 
 /// Schema version 4: the history table, the state's pointer to its entry, one `unspecified`
@@ -189,7 +190,8 @@ impl SqliteStore {
     /// ```
     pub fn record_changes(&self, changes: &[Change<'_>]) -> Result<usize, StoreError> {
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx =
+            Atomic::begin(&mut conn, TransactionBehavior::Deferred).map_err(|e| self.err(e))?;
         let mut recorded = 0;
         {
             let mut stmt = tx

@@ -25,12 +25,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use proxy_optout::{Change, ChangeSource, LedgerKey, OptOutStore, OptState};
 
+mod atomic;
 mod history;
 pub use history::SCHEMA_V4;
 // The driver this crate's API shows (`with_connection`, `StoreError`'s sources), so a host uses
 // exactly the version the store was built with.
 pub use rusqlite;
-use rusqlite::{params, Connection, ErrorCode, OptionalExtension};
+use rusqlite::{params, Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use atomic::Atomic;
 
 /// The schema version this crate writes and reads.
 pub const SCHEMA_VERSION: u32 = 4;
@@ -598,8 +601,7 @@ impl SqliteStore {
         let now = now_ms();
         let stale = now - i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
         let mut conn = self.conn();
-        let tx = conn
-            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+        let tx = Atomic::begin_one_write(&mut conn, TransactionBehavior::Immediate)
             .map_err(|e| self.err(e))?;
         // Cached statements: a claim runs once per webhook, so parsing its SQL each time
         // showed up in the relay server's profile.
@@ -702,13 +704,16 @@ impl SqliteStore {
             return Ok(());
         }
         let mut conn = self.conn();
+        // Inside a caller's transaction the caller's commit decides how it is synced (and
+        // SQLite refuses to change `synchronous` there).
+        let lazy = self.inner.lazy_answers && conn.is_autocommit();
         let written = (|| {
-            if self.inner.lazy_answers {
+            if lazy {
                 conn.prepare_cached("PRAGMA synchronous = NORMAL")?
                     .execute([])?;
             }
             let written = (|| {
-                let tx = conn.transaction()?;
+                let tx = Atomic::begin(&mut conn, TransactionBehavior::Deferred)?;
                 {
                     // An upsert: with claims in memory there is no row yet.
                     let mut st = tx.prepare_cached(
@@ -723,7 +728,7 @@ impl SqliteStore {
                 }
                 tx.commit()
             })();
-            if self.inner.lazy_answers {
+            if lazy {
                 // Back to FULL whatever happened: every other write on this connection is synced.
                 conn.prepare_cached("PRAGMA synchronous = FULL")?
                     .execute([])?;
@@ -845,7 +850,8 @@ impl SqliteStore {
     ///
     /// # Errors
     ///
-    /// [`StoreError`].
+    /// [`StoreError`]; also inside a transaction, where SQLite refuses to change
+    /// `synchronous`.
     ///
     /// ```
     /// use proxy_optout::{LedgerKey, OptOutStore, OptState};
@@ -876,6 +882,10 @@ impl SqliteStore {
     }
 
     /// Runs `f` on the connection (for tests, audits and migrations of your own).
+    ///
+    /// A transaction begun here stays open across calls, and the store's methods join it
+    /// rather than fail to begin their own: each is still all-or-nothing (a savepoint where
+    /// it writes more than one statement), and its writes are kept or lost with your commit.
     ///
     /// ```
     /// # use proxy_optout_sqlite::SqliteStore;

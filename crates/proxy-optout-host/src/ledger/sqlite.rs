@@ -21,7 +21,8 @@ use crate::routing::{RouteResult, Routing};
 
 /// The ledger in a SQLite file: the single-host setup. The file is held exclusively (a
 /// second process on it fails at open, instead of sharing it unsafely), and every call runs
-/// on one database thread that group-commits the durable ones.
+/// on one database thread, which runs the pipeline's calls of a batch in one transaction
+/// and syncs it once before answering any of them.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -42,21 +43,30 @@ pub struct SqliteLedger {
 /// A stored answer on its way, and who hears of its failure.
 type Answered = (String, String, Box<dyn FnOnce(LedgerError) + Send>);
 
-/// Stores a group of answers in one transaction; if that fails, each alone, so one bad
-/// answer costs only itself.
-fn store_answers(store: &SqliteStore, group: Vec<Answered>) {
+/// Stores a group of answers together; if that fails, each alone, so one bad answer costs
+/// only itself. Returns who hears of it if the batch that holds them is not committed.
+fn store_answers(store: &SqliteStore, group: Vec<Answered>) -> Box<dyn FnOnce(LedgerError) + Send> {
     let pairs: Vec<(&str, &str)> = group
         .iter()
         .map(|(id, answer, _)| (id.as_str(), answer.as_str()))
         .collect();
-    if store.complete_many(&pairs).is_ok() {
-        return;
-    }
-    for (id, answer, on_error) in group {
-        if let Err(e) = store.complete(&id, &answer) {
-            on_error(e.into());
+    let stored = if store.complete_many(&pairs).is_ok() {
+        group.into_iter().map(|(_, _, on_error)| on_error).collect()
+    } else {
+        let mut stored = Vec::new();
+        for (id, answer, on_error) in group {
+            match store.complete(&id, &answer) {
+                Ok(()) => stored.push(on_error),
+                Err(e) => on_error(e.into()),
+            }
         }
-    }
+        stored
+    };
+    Box::new(move |e: LedgerError| {
+        for on_error in stored {
+            on_error(LedgerError::Task(e.to_string()));
+        }
+    })
 }
 
 fn open_store(path: &Path) -> Result<SqliteStore, LedgerError> {
@@ -72,6 +82,10 @@ fn open_store(path: &Path) -> Result<SqliteStore, LedgerError> {
             .exclusive(true)
             .busy_timeout(std::time::Duration::ZERO),
     )?;
+    // The database thread runs its calls inside one transaction per batch, and the store's
+    // methods nest in it as savepoints, whose sub-journals (a copy of each page before its
+    // first change) would otherwise be temporary files.
+    store.with_connection(|c| c.pragma_update(None, "temp_store", "MEMORY"))?;
     // Nobody else can hold the file: an unanswered claim belongs to a process that died.
     let abandoned = store.abandon_claims()?;
     if abandoned > 0 {
@@ -126,6 +140,11 @@ impl SqliteLedger {
     /// own tables in the same file. Not synced: use [`call_durable`](Self::call_durable) for
     /// a write that must survive a power cut.
     ///
+    /// The pipeline's own calls share one transaction per batch (one commit for many
+    /// messages); `f` runs after that is committed, with no transaction open, so it may
+    /// begin and commit its own. A transaction `f` leaves open is rolled back (and logged),
+    /// so it cannot catch the pipeline's calls after it.
+    ///
     /// # Errors
     ///
     /// [`LedgerError::Closed`] after [`Ledger::close`](crate::Ledger::close), or
@@ -143,7 +162,7 @@ impl SqliteLedger {
         &self,
         f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
     ) -> Result<T, LedgerError> {
-        self.worker.run(move |store| Ok(f(store))).await
+        self.worker.run_alone(f).await
     }
 
     /// Runs `f` on the database thread and returns once what it wrote is on disk (the
@@ -165,9 +184,7 @@ impl SqliteLedger {
         &self,
         f: impl FnOnce(&SqliteStore) -> T + Send + 'static,
     ) -> Result<T, LedgerError> {
-        self.worker
-            .run_durable(move |store| Ok(f(store)), |_| {})
-            .await
+        self.worker.run_alone_durable(f).await
     }
 }
 
