@@ -191,7 +191,9 @@ impl SqliteLedger {
 impl SqliteLedger {
     /// A routing over tables in this ledger's file, run on its database thread inside the
     /// decision's one job: claim, route and ledger in a single hand-off. `route(store, from,
-    /// to)` reads the host's tables through `store.with_connection`.
+    /// to)` reads the host's tables through `store.with_connection`, inside the batch's
+    /// transaction: it must not begin or end one (SQLite refuses a nested `BEGIN`, and a
+    /// `COMMIT` or `ROLLBACK` there fails the batch's other calls).
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Box<dyn std::error::Error>> {
