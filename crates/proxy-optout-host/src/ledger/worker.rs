@@ -421,6 +421,15 @@ mod tests {
         release
     }
 
+    /// Queues `f` as a batched call from a task of its own, as a webhook handler would.
+    fn queue<T: Send + 'static>(
+        w: &Arc<DbWorker>,
+        f: impl FnOnce(&SqliteStore) -> Result<T, LedgerError> + Send + 'static,
+    ) -> tokio::task::JoinHandle<Result<T, LedgerError>> {
+        let w = w.clone();
+        tokio::spawn(async move { w.run(f).await })
+    }
+
     fn insert(v: &'static str) -> impl FnOnce(&SqliteStore) -> Result<bool, LedgerError> {
         move |s| {
             Ok(s.with_connection(|c| {
@@ -448,10 +457,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = worker(&dir).await;
         let release = hold(&w);
-        let a = tokio::spawn({
-            let w = w.clone();
-            async move { w.run(insert("a")).await }
-        });
+        let a = queue(&w, insert("a"));
         let b = tokio::spawn({
             let w = w.clone();
             async move {
@@ -494,14 +500,8 @@ mod tests {
             }
         });
         // A deferred foreign key: the statement succeeds, the COMMIT fails.
-        let b = tokio::spawn({
-            let w = w.clone();
-            async move {
-                w.run(
-                    |s| Ok(s.with_connection(|c| c.execute("INSERT INTO child VALUES (99)", []))?),
-                )
-                .await
-            }
+        let b = queue(&w, |s| {
+            Ok(s.with_connection(|c| c.execute("INSERT INTO child VALUES (99)", []))?)
         });
         tokio::task::yield_now().await;
         drop(release);
@@ -523,22 +523,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let w = worker(&dir).await;
         let release = hold(&w);
-        let a = tokio::spawn({
-            let w = w.clone();
-            async move { w.run(insert("a")).await }
-        });
+        let a = queue(&w, insert("a"));
         // As SQLite does itself on some errors (a full disk, an I/O error).
-        let b = tokio::spawn({
-            let w = w.clone();
-            async move {
-                w.run(|s| Ok(s.with_connection(|c| c.execute_batch("ROLLBACK"))?))
-                    .await
-            }
+        let b = queue(&w, |s| {
+            Ok(s.with_connection(|c| c.execute_batch("ROLLBACK"))?)
         });
-        let c = tokio::spawn({
-            let w = w.clone();
-            async move { w.run(insert("c")).await }
-        });
+        let c = queue(&w, insert("c"));
         tokio::task::yield_now().await;
         drop(release);
         let a = a.await.unwrap();
