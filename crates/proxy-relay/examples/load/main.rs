@@ -62,6 +62,29 @@ fn args() -> Args {
     a
 }
 
+/// Logs as [`proxy_relay::LogSender`] does, and answers each send with a random `SM` SID, as
+/// Twilio's Messages API does: the relay stores it on the Interaction's outbound leg (and in
+/// that column's index), which a sender reporting no SID would skip.
+struct Accepting;
+
+impl proxy_relay::Sender for Accepting {
+    fn send<'a>(
+        &'a self,
+        message: &'a proxy_relay::Outgoing,
+    ) -> proxy_relay::SendFuture<'a, proxy_relay::Sent> {
+        Box::pin(async move {
+            let _ = proxy_relay::LogSender.send(message).await?;
+            Ok(proxy_relay::Sent::Accepted {
+                sid: Some(format!("SM{}", uuid::Uuid::new_v4().simple())),
+            })
+        })
+    }
+
+    fn name(&self) -> &'static str {
+        "accepting"
+    }
+}
+
 fn ms(d: std::time::Duration) -> String {
     format!("{:.2}", d.as_secs_f64() * 1e3)
 }
@@ -139,10 +162,7 @@ fn main() {
     for (name, database) in targets {
         let config = config(&database, &dir.path().join(format!("{name}.journal.db")));
         let server = servers
-            .block_on(Server::start(
-                &config,
-                Some(Arc::new(proxy_relay::LogSender)),
-            ))
+            .block_on(Server::start(&config, Some(Arc::new(Accepting))))
             .unwrap();
         let url = server.url();
         load.block_on(async {
