@@ -131,7 +131,7 @@ pub use routing::{
 };
 pub use sender::{
     ClientError, LogSender, MemorySender, Outgoing, SendError, SendFuture, Sender, Sent,
-    TwilioSender, SEND_ATTEMPTS, SEND_TIMEOUT,
+    TwilioSender, ATTEMPT_PARAMETER, SEND_ATTEMPTS, SEND_TIMEOUT,
 };
 pub use webhook::{
     webhook_url, WebhookRequest, WebhookResponse, STATUS_CALLBACK_PATH, WEBHOOK_PATH,

@@ -165,6 +165,11 @@ pub struct StatusReport {
     pub status: String,
     /// Twilio's `ErrorCode`, if any.
     pub error_code: Option<u32>,
+    /// The send it reports on ([`Outgoing::attempt`](crate::Outgoing::attempt)), when the
+    /// callback's URL carried it ([`ATTEMPT_PARAMETER`](crate::ATTEMPT_PARAMETER), which a
+    /// [`TwilioSender`](crate::TwilioSender) adds); `None` for a callback without it (a send
+    /// made by an older build, or by a sender that does not add it).
+    pub attempt: Option<String>,
 }
 
 impl StatusReport {
@@ -180,7 +185,20 @@ impl StatusReport {
             message_sid: message_sid.to_owned(),
             status: status.to_owned(),
             error_code,
+            attempt: None,
         }
+    }
+
+    /// The same report, naming the send it reports on.
+    ///
+    /// ```
+    /// let s = proxy_optout_host::StatusReport::new("SM1", "sent", None).with_attempt("SM0-forward");
+    /// assert_eq!(s.attempt.as_deref(), Some("SM0-forward"));
+    /// ```
+    #[must_use]
+    pub fn with_attempt(mut self, attempt: impl Into<String>) -> Self {
+        self.attempt = Some(attempt.into());
+        self
     }
 }
 

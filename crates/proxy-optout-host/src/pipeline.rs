@@ -788,7 +788,10 @@ impl Pipeline {
                 _ => None,
             };
             let sid = callback.message_sid().unwrap_or_default().to_owned();
-            let status = StatusReport::new(&sid, callback.status(), callback.error_code());
+            let mut status = StatusReport::new(&sid, callback.status(), callback.error_code());
+            if let Some(attempt) = attempt_of(request.target()) {
+                status = status.with_attempt(attempt);
+            }
             (sid, feedback, status)
         };
         if let Some((from, to)) = feedback {
@@ -1061,4 +1064,15 @@ async fn pause(stop: &CancellationToken, wait: Duration) -> bool {
         () = stop.cancelled() => true,
         () = tokio::time::sleep(wait) => false,
     }
+}
+
+/// The send a status callback's URL names (see [`crate::ATTEMPT_PARAMETER`]); a query that
+/// does not parse names none, and the callback is handled as one without it.
+fn attempt_of(target: &str) -> Option<String> {
+    let (_, query) = target.split_once('?')?;
+    let query = proxy_optout_twilio::Form::parse(query.as_bytes()).ok()?;
+    query
+        .get(crate::sender::ATTEMPT_PARAMETER)
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
 }

@@ -403,7 +403,11 @@ impl TwilioSender {
         self
     }
 
-    /// Ask Twilio to post delivery updates to `url` (a later 21610 arrives there).
+    /// Ask Twilio to post delivery updates to `url` (a later 21610 arrives there). Each send
+    /// gives Twilio `url` with [`ATTEMPT_PARAMETER`] added to its query (the send's
+    /// [`Outgoing::attempt`], form-encoded), so each callback says which send it reports on;
+    /// Twilio signs the URL with its query, and the pipeline reads it back into
+    /// [`StatusReport::attempt`](crate::StatusReport::attempt).
     ///
     /// ```
     /// # let s = proxy_optout_host::TwilioSender::new("http://127.0.0.1:9", "AC1", "t")?;
@@ -432,6 +436,23 @@ impl TwilioSender {
         self
     }
 }
+
+/// `url` with `attempt=` added to its query: the status callback names the send it reports
+/// on, so a host finds its own record of the send by its own key rather than by the
+/// provider's message SID (which would need an index of its own).
+fn with_attempt(url: &str, attempt: &str) -> String {
+    let sep = if url.contains('?') { '&' } else { '?' };
+    let query = proxy_optout_twilio::Form::from_pairs([(ATTEMPT_PARAMETER, attempt)]).encode();
+    format!("{url}{sep}{query}")
+}
+
+/// The query parameter of the `StatusCallback` URL a [`TwilioSender`] gives each send: the
+/// send's [`Outgoing::attempt`], which comes back as [`StatusReport::attempt`](crate::StatusReport::attempt).
+///
+/// ```
+/// assert_eq!(proxy_optout_host::ATTEMPT_PARAMETER, "attempt");
+/// ```
+pub const ATTEMPT_PARAMETER: &str = "attempt";
 
 /// What a failed request says about whether it reached the provider.
 fn uncertainty(e: &reqwest::Error) -> SendError {
@@ -479,7 +500,11 @@ impl Sender for TwilioSender {
                 ("From", &message.from),
                 ("Body", &message.body),
             ];
-            if let Some(cb) = &self.status_callback {
+            let callback = self
+                .status_callback
+                .as_deref()
+                .map(|cb| with_attempt(cb, &message.attempt));
+            if let Some(cb) = &callback {
                 form.push(("StatusCallback", cb));
             }
             let body = proxy_optout_twilio::Form::from_pairs(form).encode();

@@ -127,9 +127,8 @@ async fn the_trial(database: &str, dir: &std::path::Path) {
     assert_eq!(booked.status().as_u16(), 201);
 
     // Forward: from the proxy number to the driver, empty TwiML.
-    let a = s
-        .text(&s.next_sid(), RIDER, "I'm at the north entrance")
-        .await;
+    let first = s.next_sid();
+    let a = s.text(&first, RIDER, "I'm at the north entrance").await;
     assert_eq!(a, (200, EMPTY.to_owned()));
     let sent = twilio.sent();
     assert_eq!(sent.len(), 1);
@@ -139,7 +138,7 @@ async fn the_trial(database: &str, dir: &std::path::Path) {
     );
     assert_eq!(
         sent[0].status_callback.as_deref(),
-        Some(format!("{}/twilio/status", s.url).as_str())
+        Some(format!("{}/twilio/status?attempt={first}-forward", s.url).as_str())
     );
 
     // STOP: confirmed in the TwiML, never forwarded, recorded.
@@ -190,8 +189,9 @@ async fn the_trial(database: &str, dir: &std::path::Path) {
     assert_eq!(twilio.creates_of(PROXY, DRIVER, "2 minutes"), 1);
     assert_eq!(s.pipeline.metrics().messages("replayed"), 2);
 
-    // A status callback reports 21610 for the rider: the ledger learns it, and the driver's
-    // next text is refused without a call.
+    // A status callback reports 21610 for the rider, for the START forwarded to them,
+    // posted to the URL that send gave Twilio (its query names the send, and is signed):
+    // the ledger learns it, and the driver's next text is refused without a call.
     let cb = [
         ("MessageSid", "SM00000000000000000000000000000099"),
         ("MessageStatus", "undelivered"),
@@ -199,7 +199,10 @@ async fn the_trial(database: &str, dir: &std::path::Path) {
         ("From", PROXY),
         ("To", RIDER),
     ];
-    assert_eq!(s.post("/twilio/status", &cb, AUTH_TOKEN).await.0, 200);
+    let named = sent[2].status_callback.as_deref().unwrap();
+    let named = named.strip_prefix(&s.url).unwrap();
+    assert!(named.starts_with("/twilio/status?attempt=SM"), "{named}");
+    assert_eq!(s.post(named, &cb, AUTH_TOKEN).await.0, 200);
     assert_eq!(s.state(RIDER).await, OptState::OptedOut);
     let calls = twilio.calls();
     let a = s.text(&s.next_sid(), DRIVER, "here now").await;

@@ -645,13 +645,16 @@ async fn out_of_session_answers_twiml_or_opens_a_session(db: &TestDb) {
 }
 
 /// A database left by the previous build (session tables version 2: no alerts, no filtering
-/// per number) is migrated at start: its numbers filter STOP, alerts are kept.
+/// per number, the outbound SID's index) is migrated at start: its numbers filter STOP,
+/// alerts are kept, the index is gone.
 async fn version_2_tables_are_migrated_in_place(db: &TestDb) {
     let rig = rig(db, &[], &[]).await;
     rig.server.shutdown().await.unwrap();
     let downgrade = "ALTER TABLE proxy_phone_numbers DROP COLUMN stop_filtering;
         ALTER TABLE proxy_services DROP COLUMN extensions;
         DROP TABLE proxy_alerts;
+        CREATE INDEX proxy_interactions_by_outbound ON proxy_interactions (outbound_resource_sid)
+            WHERE outbound_resource_sid IS NOT NULL;
         DELETE FROM proxy_relay_schema;
         INSERT INTO proxy_relay_schema (version) VALUES (2);";
     match db {
@@ -685,6 +688,15 @@ async fn version_2_tables_are_migrated_in_place(db: &TestDb) {
         ))
         .await;
     assert_eq!(number["stop_filtering"], "on");
+    let index = match db {
+        TestDb::Sqlite(_) => {
+            "SELECT count(*) FROM sqlite_master WHERE name = 'proxy_interactions_by_outbound'"
+        }
+        TestDb::Postgres(_) => {
+            "SELECT count(*) FROM pg_indexes WHERE indexname = 'proxy_interactions_by_outbound'"
+        }
+    };
+    assert_eq!(server.app().db().scalar(index).await.unwrap(), 0);
     let a = common::client(&server)
         .message(RIDER, &rig.proxy, "STOP")
         .await

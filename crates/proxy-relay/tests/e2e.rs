@@ -77,9 +77,17 @@ async fn conversation(db: &TestDb) {
         (dp.as_str(), DRIVER)
     );
     assert_eq!(sent[0].body, "I'm at the north entrance");
-    assert_eq!(
-        sent[0].status_callback.as_deref(),
-        Some(format!("{}{STATUS_CALLBACK_PATH}", server.url()).as_str())
+    // The status callback URL names the send: the inbound message's SID and `-forward`.
+    let callback = sent[0].status_callback.as_deref().unwrap();
+    let attempt = callback
+        .strip_prefix(&format!(
+            "{}{STATUS_CALLBACK_PATH}?attempt=SM",
+            server.url()
+        ))
+        .unwrap_or_else(|| panic!("{callback}"));
+    assert!(
+        attempt.len() == 32 + "-forward".len() && attempt.ends_with("-forward"),
+        "{callback}"
     );
 
     // STOP: not forwarded, confirmed in TwiML, recorded for (driver's proxy, driver).

@@ -610,7 +610,10 @@ async fn futures_join<F: std::future::Future>(tasks: Vec<F>) -> Vec<F::Output> {
 }
 
 async fn status_callbacks_move_an_interactions_outbound_leg_forward_only(db: &TestDb) {
-    let (server, sender) = start(db, &[]).await;
+    // The real sender against a fake Twilio: each callback goes to the URL the send gave
+    // Twilio, as Twilio posts it, signed over that URL with its query.
+    let fake = common::FakeTwilio::start().await;
+    let server = common::start_with_twilio(&db.url(), &fake, &[]).await;
     let api = Api::new(&server);
     let s = api.service("status", &["+15550001501"], &[], &[]).await;
     let (_, v, nums) = api.session(&s, "+15551500001", "+15551500002", &[]).await;
@@ -619,44 +622,130 @@ async fn status_callbacks_move_an_interactions_outbound_leg_forward_only(db: &Te
     c.message("+15551500001", &nums[0], "on my way")
         .await
         .unwrap();
-    let sent = sender.sent();
-    let leg = |v: &Value| {
-        v["interactions"][0]["outbound_resource_status"]
-            .as_str()
-            .map(str::to_owned)
-    };
     let log = format!("Services/{s}/Sessions/{sid}/Interactions");
-    assert_eq!(leg(&api.get(&log).await.1).as_deref(), Some("queued"));
-    let message_sid = api.get(&log).await.1["interactions"][0]["outbound_resource_sid"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(message_sid.starts_with("SM"));
-    let callback = |status: &str| {
+    let legs = || async {
+        let (_, v) = api.get(&log).await;
+        v["interactions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| {
+                (
+                    i["outbound_resource_sid"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    i["outbound_resource_status"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let (message_sid, queued) = legs().await.remove(0);
+    assert!(message_sid.starts_with("SM"), "{message_sid}");
+    assert_eq!(queued, "queued");
+    let sent = fake.sent();
+    let named = sent[0].status_callback.clone().unwrap();
+    let named = named.strip_prefix(&server.url()).unwrap().to_owned();
+    assert!(
+        named.starts_with(&format!("{}?attempt=SM", proxy_relay::STATUS_CALLBACK_PATH)),
+        "{named}"
+    );
+    let callback = |message_sid: &str, status: &str| {
         proxy_optout_twilio::Form::from_pairs([
-            ("MessageSid", message_sid.as_str()),
-            ("MessageStatus", status),
-            ("AccountSid", ACCOUNT_SID),
-            ("From", sent[0].from.as_str()),
-            ("To", sent[0].to.as_str()),
+            ("MessageSid", message_sid.to_owned()),
+            ("MessageStatus", status.to_owned()),
+            ("AccountSid", ACCOUNT_SID.to_owned()),
+            ("From", sent[0].from.clone()),
+            ("To", sent[0].to.clone()),
         ])
     };
+    let post = |path: String, form: proxy_optout_twilio::Form<'static>| {
+        let c = &c;
+        async move {
+            let a = c.post_form(&path, &form, None).await.unwrap();
+            assert_eq!(a.status, 200, "{path}: {}", a.body);
+        }
+    };
+    // 10,001 later Interactions (of another session): this one is now older than the
+    // latest 10,000, where a callback that names no Interaction is looked for, so an
+    // unnamed callback for it moves nothing, and a named one still finds it.
+    server
+        .app()
+        .db()
+        .execute(
+            "INSERT INTO proxy_interactions (sid, session_sid, service_sid, type, date_created, date_updated)
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10001)
+             SELECT 'KIpad' || i, 'KCpad', 'KSpad', 'message', 0, 0 FROM n",
+        )
+        .await
+        .unwrap();
+    post(
+        proxy_relay::STATUS_CALLBACK_PATH.to_owned(),
+        callback(&message_sid, "sent"),
+    )
+    .await;
+    assert_eq!(legs().await[0].1, "queued");
+    // The URL names this Interaction; a callback for another message SID under that name
+    // moves nothing (a name is checked against the leg it names).
+    post(
+        named.clone(),
+        callback("SM00000000000000000000000000000099", "delivered"),
+    )
+    .await;
+    assert_eq!(legs().await[0].1, "queued");
     for (status, expected) in [
         ("sent", "sent"),
         ("delivered", "delivered"),
         ("sent", "delivered"),
         ("queued", "delivered"),
     ] {
-        let a = c
-            .post_form(proxy_relay::STATUS_CALLBACK_PATH, &callback(status), None)
-            .await
-            .unwrap();
-        assert_eq!(a.status, 200);
-        assert_eq!(
-            leg(&api.get(&log).await.1).as_deref(),
-            Some(expected),
-            "after {status}"
-        );
+        post(named.clone(), callback(&message_sid, status)).await;
+        assert_eq!(legs().await[0].1, expected, "after {status}");
     }
+
+    // A callback for a send made before the URL carried a name is matched by its message
+    // SID among the latest Interactions.
+    c.message("+15551500002", &nums[1], "see you")
+        .await
+        .unwrap();
+    let (second, _) = legs()
+        .await
+        .into_iter()
+        .find(|(m, _)| *m != message_sid)
+        .unwrap();
+    post(
+        proxy_relay::STATUS_CALLBACK_PATH.to_owned(),
+        callback(&second, "delivered"),
+    )
+    .await;
+    assert!(legs()
+        .await
+        .contains(&(second.clone(), "delivered".to_owned())));
+
+    // A MessageInteraction's send names the MessageInteraction itself.
+    let (_, parts) = api
+        .get(&format!("Services/{s}/Sessions/{sid}/Participants"))
+        .await;
+    let participant = parts["participants"][0]["sid"].as_str().unwrap();
+    let mi = api
+        .created(
+            &format!("Services/{s}/Sessions/{sid}/Participants/{participant}/MessageInteractions"),
+            &[("Body", "your driver is here")],
+        )
+        .await;
+    let mi_sid = mi["sid"].as_str().unwrap();
+    let mi_message = mi["outbound_resource_sid"].as_str().unwrap().to_owned();
+    let sent = fake.sent();
+    let url = sent.last().unwrap().status_callback.clone().unwrap();
+    assert!(url.ends_with(&format!("?attempt={mi_sid}")), "{url}");
+    post(
+        url.strip_prefix(&server.url()).unwrap().to_owned(),
+        callback(&mi_message, "delivered"),
+    )
+    .await;
+    assert!(legs().await.contains(&(mi_message, "delivered".to_owned())));
     server.shutdown().await.unwrap();
 }

@@ -596,6 +596,21 @@ pub(crate) fn interaction_sid(message_sid: Option<&str>) -> String {
     }
 }
 
+/// The Interaction a send belongs to, from the send's attempt (which a status callback's URL
+/// carries back): a relayed message's forward (`SM…-forward`) belongs to the Interaction
+/// named after its inbound message, a MessageInteraction's send (`KI…`) to itself. An
+/// auto-reply (`-reply`) or a message without a `MessageSid` belongs to none.
+pub(crate) fn interaction_of_attempt(attempt: &str) -> Option<String> {
+    // The same test as `interaction_sid`'s: any other inbound id got a random Interaction SID.
+    let named = |sid: &str| sid.len() == 34 && sid.is_ascii();
+    match attempt.strip_suffix("-forward") {
+        Some(inbound) if named(inbound) => Some(interaction_sid(Some(inbound))),
+        Some(_) => None,
+        None if named(attempt) && attempt.starts_with("KI") => Some(attempt.to_owned()),
+        None => None,
+    }
+}
+
 /// The pipeline's policy over the hooks.
 pub(crate) struct HookPolicy(pub(crate) Arc<Hooks>);
 
@@ -807,5 +822,42 @@ impl Policy for HookPolicy {
                 }
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::interaction_of_attempt;
+
+    #[test]
+    fn a_sends_attempt_names_its_interaction() {
+        let sm = "SM0123456789abcdef0123456789abcdef";
+        let ki = "KI0123456789abcdef0123456789abcdef";
+        for (attempt, interaction) in [
+            // A relayed message's forward: the Interaction named after the inbound message.
+            (format!("{sm}-forward"), Some(ki)),
+            (
+                "MM0123456789abcdef0123456789abcdef-forward".to_owned(),
+                Some(ki),
+            ),
+            // A MessageInteraction's send: itself.
+            (ki.to_owned(), Some(ki)),
+            // An auto-reply has no Interaction leg; an inbound id of another length got a
+            // random Interaction SID; anything else names nothing.
+            (format!("{sm}-reply"), None),
+            ("SM1-forward".to_owned(), None),
+            ("KI1".to_owned(), None),
+            (sm.to_owned(), None),
+            ("-forward".to_owned(), None),
+            (String::new(), None),
+            // 34 bytes, not ASCII.
+            ("SM0123456789abcdef0123456789abcdé-forward".to_owned(), None),
+        ] {
+            assert_eq!(
+                interaction_of_attempt(&attempt).as_deref(),
+                interaction,
+                "{attempt}"
+            );
+        }
     }
 }

@@ -37,7 +37,12 @@ pub const DEFAULT_SERVICE: &str = "default";
 /// One write for the Interaction log.
 enum Entry {
     Relayed(Relayed),
-    Status { message_sid: String, status: String },
+    Status {
+        /// The Interaction the callback's URL names, when it names one.
+        interaction: Option<String>,
+        message_sid: String,
+        status: String,
+    },
 }
 
 const BATCH: usize = 256;
@@ -86,11 +91,17 @@ impl Interactions {
                         // finds the interaction it moves.
                         for e in &entries {
                             if let Entry::Status {
+                                interaction,
                                 message_sid,
                                 status,
                             } = e
                             {
-                                let moved = store::record_status(tx, message_sid, status)?;
+                                let moved = store::record_status(
+                                    tx,
+                                    interaction.as_deref(),
+                                    message_sid,
+                                    status,
+                                )?;
                                 if hooks.wants_callback(None) {
                                     changed.extend(moved);
                                 }
@@ -232,6 +243,10 @@ impl Observer for Interactions {
     fn status(&self, status: StatusReport) -> BoxFuture<'_, ()> {
         Box::pin(async move {
             self.write(Entry::Status {
+                interaction: status
+                    .attempt
+                    .as_deref()
+                    .and_then(hooks::interaction_of_attempt),
                 message_sid: status.message_sid,
                 status: status.status,
             })

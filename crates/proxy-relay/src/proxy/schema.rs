@@ -2,7 +2,10 @@
 //! column. Times are unix seconds (Proxy's dates have second resolution); `seq` orders rows
 //! and is the page token, so a page is an index range, never a scan.
 
-/// The tables. `{SEQ}` is the dialect's identity column.
+/// The tables. `{SEQ}` is the dialect's identity column. Earlier builds indexed the
+/// Interactions' outbound message SID for the status callbacks; a callback now names its
+/// Interaction in its URL, so the index goes (every relayed message wrote one more random
+/// page to keep it) and the tables' version stays: each build reads the other's tables.
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS proxy_relay_schema (version BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS proxy_services (
@@ -104,8 +107,7 @@ CREATE TABLE IF NOT EXISTS proxy_alerts (
     date_created       BIGINT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS proxy_alerts_by_date ON proxy_alerts (date_created, seq);
-CREATE INDEX IF NOT EXISTS proxy_interactions_by_outbound ON proxy_interactions (outbound_resource_sid)
-    WHERE outbound_resource_sid IS NOT NULL;
+DROP INDEX IF EXISTS proxy_interactions_by_outbound;
 ";
 
 /// The tables' version this build writes. Version 1 was the `/v1/sessions` tables

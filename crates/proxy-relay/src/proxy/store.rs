@@ -1633,14 +1633,29 @@ fn rank(status: &str) -> u8 {
 /// moved.
 pub(crate) fn record_status(
     tx: &mut dyn Tx,
+    interaction: Option<&str>,
     message_sid: &str,
     status: &str,
 ) -> Result<Vec<String>, DbError> {
     let mut moved = Vec::new();
-    let rows = tx.query(
-        "SELECT sid, outbound_resource_status FROM proxy_interactions WHERE outbound_resource_sid = ?1",
-        &[message_sid.into()],
-    )?;
+    // By the Interaction the callback's URL names (its SID's unique index), checked against
+    // the leg's message SID, so a callback names only the leg it reports on. Without a name
+    // (a send made before the URL carried one), among the latest Interactions by `seq`, the
+    // primary key: an index on the outbound SID would cost every relayed message a write to
+    // one more random page for callbacks that stop arriving a few days after an upgrade.
+    let rows = match interaction {
+        Some(sid) => tx.query(
+            "SELECT sid, outbound_resource_status FROM proxy_interactions
+             WHERE sid = ?1 AND outbound_resource_sid = ?2",
+            &[sid.into(), message_sid.into()],
+        )?,
+        None => tx.query(
+            "SELECT sid, outbound_resource_status FROM proxy_interactions
+             WHERE seq > (SELECT coalesce(max(seq), 0) FROM proxy_interactions) - ?2
+               AND outbound_resource_sid = ?1",
+            &[message_sid.into(), UNNAMED_STATUS_WINDOW.into()],
+        )?,
+    };
     for r in rows {
         let current = text(&r, 1).unwrap_or_default();
         if rank(status) > rank(&current) {
@@ -1654,6 +1669,9 @@ pub(crate) fn record_status(
     }
     Ok(moved)
 }
+
+/// How many of the latest Interactions a status callback that names none is matched among.
+pub(crate) const UNNAMED_STATUS_WINDOW: i64 = 10_000;
 
 /// Makes sure a service named `name` exists with `numbers` in its pool (the server's
 /// `--proxy-numbers`), for running without calling the API first.
