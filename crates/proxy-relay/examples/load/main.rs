@@ -63,8 +63,8 @@ fn args() -> Args {
 }
 
 /// Logs as [`proxy_relay::LogSender`] does, and answers each send with a random `SM` SID, as
-/// Twilio's Messages API does: the relay stores it on the Interaction's outbound leg (and in
-/// that column's index), which a sender reporting no SID would skip.
+/// Twilio's Messages API does: the relay stores it on the Interaction's outbound leg, which a
+/// sender reporting no SID would leave empty.
 struct Accepting;
 
 impl proxy_relay::Sender for Accepting {
