@@ -34,7 +34,9 @@ pub struct Outgoing {
     pub to: String,
     /// The text.
     pub body: String,
-    /// What this send is, for logs: the inbound message id and `-forward` or `-reply`.
+    /// What this send is: the inbound message id and `-forward` or `-reply`, or the host's
+    /// own name for a send it starts. Logged, and named in the send's `StatusCallback` URL
+    /// by a [`TwilioSender`] (see [`ATTEMPT_PARAMETER`]).
     pub attempt: String,
 }
 

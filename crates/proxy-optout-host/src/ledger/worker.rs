@@ -28,8 +28,9 @@ const BATCH: usize = 128;
 ///
 /// SQLite's automatic checkpoint (at 8,000 WAL pages on the ledger) runs inside whichever
 /// commit crosses the mark, on this thread, so every call queued behind it waits for it:
-/// under load on a slow disk, 130–320 ms at SQLite's default of 1,000 pages. Checkpointing when the queue is idle moves that work into the gaps
-/// between messages, and each such checkpoint copies only the batches since the last one.
+/// under load on a slow disk, 130–320 ms at SQLite's default of 1,000 pages. Checkpointing
+/// when the queue is idle moves that work into the gaps between messages, and each such
+/// checkpoint copies only the batches since the last one.
 /// Under sustained load there is no idle moment and the automatic checkpoint still bounds
 /// the WAL.
 const CHECKPOINT_AFTER: usize = 32;
