@@ -591,9 +591,15 @@ pub(crate) fn callback_form(interaction: &Value, outbound: bool) -> Vec<(String,
 /// redelivered or replayed message names the same one.
 pub(crate) fn interaction_sid(message_sid: Option<&str>) -> String {
     match message_sid {
-        Some(m) if m.len() == 34 && m.is_ascii() => format!("KI{}", &m[2..]),
+        Some(m) if is_twilio_sid(m) => format!("KI{}", &m[2..]),
         _ => super::store::new_sid("KI"),
     }
+}
+
+/// Whether `sid` is 34 ASCII characters, as Twilio's SIDs are: only such a
+/// message's Interaction is named after it.
+fn is_twilio_sid(sid: &str) -> bool {
+    sid.len() == 34 && sid.is_ascii()
 }
 
 /// The Interaction a send belongs to, from the send's attempt (which a status callback's URL
@@ -601,12 +607,11 @@ pub(crate) fn interaction_sid(message_sid: Option<&str>) -> String {
 /// named after its inbound message, a MessageInteraction's send (`KI…`) to itself. An
 /// auto-reply (`-reply`) or a message without a `MessageSid` belongs to none.
 pub(crate) fn interaction_of_attempt(attempt: &str) -> Option<String> {
-    // The same test as `interaction_sid`'s: any other inbound id got a random Interaction SID.
-    let named = |sid: &str| sid.len() == 34 && sid.is_ascii();
+    // Any other inbound id got a random Interaction SID.
     match attempt.strip_suffix("-forward") {
-        Some(inbound) if named(inbound) => Some(interaction_sid(Some(inbound))),
+        Some(inbound) if is_twilio_sid(inbound) => Some(interaction_sid(Some(inbound))),
         Some(_) => None,
-        None if named(attempt) && attempt.starts_with("KI") => Some(attempt.to_owned()),
+        None if is_twilio_sid(attempt) && attempt.starts_with("KI") => Some(attempt.to_owned()),
         None => None,
     }
 }

@@ -5,7 +5,7 @@
 /// The tables. `{SEQ}` is the dialect's identity column. Earlier builds indexed the
 /// Interactions' outbound message SID for the status callbacks; a callback now names its
 /// Interaction in its URL, so the index goes (every relayed message wrote one more random
-/// page to keep it) and the tables' version stays: each build reads the other's tables.
+/// page to keep it); the columns are unchanged, so the tables' version stays 3.
 const TABLES: &str = "
 CREATE TABLE IF NOT EXISTS proxy_relay_schema (version BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS proxy_services (

@@ -1642,7 +1642,7 @@ pub(crate) fn record_status(
     // the leg's message SID, so a callback names only the leg it reports on. Without a name
     // (a send made before the URL carried one), among the latest Interactions by `seq`, the
     // primary key: an index on the outbound SID would cost every relayed message a write to
-    // one more random page for callbacks that stop arriving a few days after an upgrade.
+    // one more random page, only for callbacks of sends made before the upgrade.
     let rows = match interaction {
         Some(sid) => tx.query(
             "SELECT sid, outbound_resource_status FROM proxy_interactions
