@@ -6,6 +6,8 @@
 
 #[path = "../../proxy-relay/tests/common/fake_twilio.rs"]
 mod fake_twilio;
+#[path = "../../proxy-relay/tests/common/pg_database.rs"]
+mod pg_database;
 #[path = "../src/rfc2822.rs"]
 mod rfc2822;
 #[path = "../examples/rides/service.rs"]
@@ -13,31 +15,17 @@ mod service;
 
 use fake_twilio::{FakeTwilio, ACCOUNT_SID, AUTH_TOKEN};
 use proxy_optout::OptState;
-use proxy_optout_host::reexports::proxy_optout_postgres::tokio_postgres;
 use proxy_optout_twilio::{sign, Form, EMPTY};
 
 const RIDER: &str = "+15551110001";
 const DRIVER: &str = "+15552220002";
 const PROXY: &str = "+15550000100";
 
-/// A database of its own on the PostgreSQL server of `PROXY_OPTOUT_PG_URL`.
-async fn fresh_pg_database() -> String {
+/// A database of its own on the PostgreSQL server of `PROXY_OPTOUT_PG_URL`, dropped when the
+/// test passes.
+async fn fresh_pg_database() -> pg_database::PgDatabase {
     let url = std::env::var("PROXY_OPTOUT_PG_URL").expect("PROXY_OPTOUT_PG_URL");
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let db = format!("proxy_optout_rides_{}", std::process::id());
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await
-        .unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    format!("{base}/{db}")
+    pg_database::PgDatabase::create(&url, "proxy_optout_", "rides").await
 }
 
 struct Service {
@@ -238,7 +226,8 @@ async fn the_rides_service_relays_on_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_rides_service_relays_on_postgres() {
     let dir = tempfile::tempdir().unwrap();
-    the_trial(&fresh_pg_database().await, dir.path()).await;
+    let db = fresh_pg_database().await;
+    the_trial(db.url(), dir.path()).await;
 }
 
 /// The glue: lines of code (not blank, not comments) between the example's `glue` markers,

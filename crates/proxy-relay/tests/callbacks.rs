@@ -662,8 +662,8 @@ async fn version_2_tables_are_migrated_in_place(db: &TestDb) {
             let c = rusqlite::Connection::open(db.url()).unwrap();
             c.execute_batch(downgrade).unwrap();
         }
-        TestDb::Postgres(url) => {
-            let (c, conn) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        TestDb::Postgres(pg) => {
+            let (c, conn) = tokio_postgres::connect(pg.url(), tokio_postgres::NoTls)
                 .await
                 .unwrap();
             tokio::spawn(conn);

@@ -893,7 +893,8 @@ async fn a_database_cut_mid_stream_loses_nothing_and_performs_each_message_once(
     use std::collections::HashMap;
     const MESSAGES: usize = 1_000;
     const PAIRS: usize = 10;
-    let url = common::fresh_pg_database("cut").await.unwrap();
+    let db = common::fresh_pg_database("cut").await.unwrap();
+    let url = db.url().to_owned();
     let upstream = {
         let rest = url.split_once("://").unwrap().1;
         let host = rest.split_once('/').unwrap().0;
@@ -1018,4 +1019,125 @@ async fn a_database_cut_mid_stream_loses_nothing_and_performs_each_message_once(
         start.elapsed().saturating_sub(Duration::from_secs(40)),
     );
     server.shutdown().await.unwrap();
+}
+
+#[test]
+fn a_test_database_belongs_to_the_process_its_comment_names() {
+    for (comment, pid) in [
+        ("proxy-optout test database of process 13278", Some(13278)),
+        ("proxy-optout test database of process ", None),
+        ("proxy-optout test database of process 12x", None),
+        // A database of the server's own users: never swept, whatever its name.
+        ("nightly backup of process 4242", None),
+        ("", None),
+    ] {
+        assert_eq!(common::pg_database::owner(comment), pid, "{comment:?}");
+    }
+}
+
+#[cfg_attr(
+    not(pg_tests),
+    ignore = "PostgreSQL tests skipped: set PROXY_OPTOUT_PG_URL (CI sets it)"
+)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn test_databases_go_when_passed_stay_when_failed_and_are_swept_once_their_process_ends() {
+    use common::pg_database::{connect, sweep_ended, PgDatabase};
+    let server = common::pg_url().unwrap();
+    let admin = connect(&server).await;
+    let exists = |name: String| {
+        let admin = &admin;
+        async move {
+            admin
+                .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&name])
+                .await
+                .unwrap()
+                .is_some()
+        }
+    };
+    // Passed: gone with the value.
+    let passed = PgDatabase::create(&server, "proxy_relay_", "probe_passed").await;
+    let name = passed.name().to_owned();
+    assert!(exists(name.clone()).await);
+    drop(passed);
+    assert!(!exists(name).await, "a passed test's database is dropped");
+    // Failed: kept for inspection.
+    let failed = {
+        let server = server.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let db = PgDatabase::create(&server, "proxy_relay_", "probe_failed").await;
+                panic!("the probe fails on purpose, holding {}", db.name());
+            })
+        })
+        .join()
+        .unwrap_err()
+    };
+    let message = failed.downcast_ref::<String>().unwrap();
+    let kept = message.rsplit(' ').next().unwrap().to_owned();
+    assert!(
+        exists(kept.clone()).await,
+        "a failed test's database is kept"
+    );
+    // Swept once its process has ended: only databases that carry the test comment, and only
+    // those of ended processes.
+    let ended = std::process::Command::new("true")
+        .spawn()
+        .and_then(|mut c| c.wait().map(|_| c.id()))
+        .unwrap();
+    let users_own = format!("proxy_relay_probe_users_own_{ended}");
+    for (name, comment) in [
+        (
+            "proxy_relay_probe_ended",
+            Some(format!("proxy-optout test database of process {ended}")),
+        ),
+        (
+            "proxy_relay_probe_live",
+            Some(format!(
+                "proxy-optout test database of process {}",
+                std::process::id()
+            )),
+        ),
+        // Named as a test database of the ended process would be, but without the comment.
+        (users_own.as_str(), None),
+    ] {
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .await
+            .unwrap();
+        if let Some(c) = comment {
+            admin
+                .batch_execute(&format!("COMMENT ON DATABASE {name} IS '{c}'"))
+                .await
+                .unwrap();
+        }
+    }
+    // The failed probe's database belongs to this (live) process: kept by the sweep too.
+    sweep_ended(&admin).await;
+    assert!(
+        !exists("proxy_relay_probe_ended".into()).await,
+        "an ended process's database is swept"
+    );
+    assert!(
+        exists("proxy_relay_probe_live".into()).await,
+        "a live process's database is not"
+    );
+    assert!(
+        exists(users_own.clone()).await,
+        "a database without the comment is not"
+    );
+    assert!(exists(kept.clone()).await);
+    for name in ["proxy_relay_probe_live", users_own.as_str(), kept.as_str()] {
+        admin
+            .batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
 }

@@ -378,7 +378,8 @@ fn stop_or_start(i: usize) -> (&'static str, OptState) {
 )]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_processes_share_one_postgres_database() {
-    let url = common::fresh_pg_database("two_instances").await.unwrap();
+    let db = common::fresh_pg_database("two_instances").await.unwrap();
+    let url = db.url().to_owned();
     let fake = FakeTwilio::start().await;
     let args = twilio_args(&fake);
     let args: Vec<&str> = args.iter().map(String::as_str).collect();

@@ -8,10 +8,12 @@ pub mod client;
 pub mod fake_twilio;
 #[path = "../../examples/load/generator.rs"]
 pub mod load;
+pub mod pg_database;
 #[path = "../../../proxy-optout-host/src/rfc2822.rs"]
 pub mod rfc2822;
 
 pub use fake_twilio::*;
+pub use pg_database::PgDatabase;
 
 use std::sync::Arc;
 
@@ -19,11 +21,12 @@ use clap::Parser;
 use client::TwilioClient;
 use proxy_relay::{Config, Server};
 
-/// A database a scenario runs on, gone when dropped (the SQLite directory) or left for
-/// inspection (the PostgreSQL database, dropped by the next run of the same test).
+/// A database a scenario runs on, gone when dropped: the SQLite directory always, the
+/// PostgreSQL database when the test passed (a failed test's is kept for inspection, and the
+/// next run drops it).
 pub enum TestDb {
     Sqlite(tempfile::TempDir),
-    Postgres(String),
+    Postgres(PgDatabase),
 }
 
 impl TestDb {
@@ -43,7 +46,7 @@ impl TestDb {
     pub fn url(&self) -> String {
         match self {
             TestDb::Sqlite(dir) => dir.path().join("r.db").to_string_lossy().into_owned(),
-            TestDb::Postgres(url) => url.clone(),
+            TestDb::Postgres(db) => db.url().to_owned(),
         }
     }
 
@@ -89,26 +92,10 @@ pub fn pg_url() -> Option<String> {
 }
 
 /// A fresh PostgreSQL database for one test (created from the configured one), so tests
-/// running at once never share tables.
-pub async fn fresh_pg_database(name: &str) -> Option<String> {
+/// running at once never share tables; dropped with the value when the test passes.
+pub async fn fresh_pg_database(name: &str) -> Option<PgDatabase> {
     let url = pg_url()?;
-    let (client, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    // Database names are at most 63 bytes.
-    let short: String = name.chars().take(40).collect();
-    let db = format!("proxy_relay_{short}_{}", std::process::id());
-    client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-        .await
-        .unwrap();
-    client
-        .batch_execute(&format!("CREATE DATABASE {db}"))
-        .await
-        .unwrap();
-    let base = url.rsplit_once('/').map_or(url.as_str(), |(b, _)| b);
-    Some(format!("{base}/{db}"))
+    Some(PgDatabase::create(&url, "proxy_relay_", name).await)
 }
 
 /// A journal file of its own for a server on PostgreSQL (a SQLite server's sits beside its
