@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 #[path = "../../src/demo/client.rs"]
 mod client;
+mod cpu;
 mod generator;
 
 use generator::{closed_loop, floor_router, open_loop, prepare, Stats};
@@ -108,13 +109,16 @@ fn main() {
         .with_env_filter(tracing_subscriber::EnvFilter::new("info"))
         .with_writer(std::io::sink)
         .init();
+    // Named, so the CPU table can tell the server's threads from the generator's.
     let servers = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
+        .thread_name(cpu::SERVER)
         .enable_all()
         .build()
         .unwrap();
     let load = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
+        .thread_name(cpu::CLIENT)
         .enable_all()
         .build()
         .unwrap();
@@ -143,12 +147,17 @@ fn main() {
     };
     let floor = load.block_on(async {
         closed_loop(&floor_url, ordinary(&floor_url, 1000), a.concurrency).await;
-        let s = closed_loop(&floor_url, ordinary(&floor_url, a.requests), a.concurrency).await;
+        let requests = ordinary(&floor_url, a.requests);
+        let before = cpu::snapshot();
+        let s = closed_loop(&floor_url, requests, a.concurrency).await;
+        let used = cpu::PerMessage::between(&before, &cpu::snapshot(), s.requests);
         row("floor", "ordinary, closed loop", &s);
         let steady = open_loop(&floor_url, ordinary(&floor_url, a.steady), a.rate).await;
         row("floor", &format!("ordinary, {} rps", a.rate), &steady);
-        s
+        (s, used)
     });
+    let (floor, floor_cpu) = floor;
+    let mut cpu_rows = vec![("floor", floor.rps(), floor_cpu)];
 
     let dir = tempfile::tempdir().unwrap();
     let mut targets = vec![(
@@ -177,7 +186,11 @@ fn main() {
             let msgs = |n| Arc::new(prepare(&url, AUTH, &riders, &["on my way, 5 minutes"], n));
             let stops = |n| Arc::new(prepare(&url, AUTH, &drivers, &["STOP", "START"], n));
             closed_loop(&url, msgs(1000), a.concurrency).await;
-            let s = closed_loop(&url, msgs(a.requests), a.concurrency).await;
+            let requests = msgs(a.requests);
+            let before = cpu::snapshot();
+            let s = closed_loop(&url, requests, a.concurrency).await;
+            let used = cpu::PerMessage::between(&before, &cpu::snapshot(), s.requests);
+            cpu_rows.push((name, s.rps(), used));
             row(name, "ordinary, closed loop", &s);
             let steady = open_loop(&url, msgs(a.steady), a.rate).await;
             row(name, &format!("ordinary, {} rps", a.rate), &steady);
@@ -225,9 +238,45 @@ fn main() {
         });
         servers.block_on(server.shutdown()).unwrap();
     }
+    cpu_table(&cpu_rows, floor.rps());
     println!();
     for v in verdicts {
         println!("{v}");
+    }
+}
+
+/// CPU per message in each ordinary closed loop, by thread group, against what a message may
+/// use for the relay to reach each target's share of the floor on this machine's cores.
+fn cpu_table(rows: &[(&str, f64, Option<cpu::PerMessage>)], floor_rps: f64) {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let us = |d: std::time::Duration| format!("{:.1}", d.as_secs_f64() * 1e6);
+    println!(
+        "\nCPU per message, ordinary closed loop (µs): this process's threads, and the \
+         PostgreSQL server's processes on this machine:\n\n| server | requests/s | server \
+         threads | load generator | SQLite's thread | PostgreSQL's processes | other | total \
+         |\n|---|---|---|---|---|---|---|---|"
+    );
+    for (name, rps, used) in rows {
+        match used {
+            Some(m) => println!(
+                "| {name} | {rps:.0} | {} | {} | {} | {} | {} | {} |",
+                us(m.server),
+                us(m.generator),
+                us(m.database),
+                us(m.postgres),
+                us(m.other),
+                us(m.total())
+            ),
+            None => println!("| {name} | {rps:.0} | (no /proc/self/task here) | | | | | |"),
+        }
+    }
+    for (share, target) in [(0.5, "SQLite"), (0.25, "PostgreSQL")] {
+        println!(
+            "At {share}x the floor ({:.0} requests/s, the {target} target) on {cores} cores, a \
+             message may use at most {} µs of CPU, all threads together.",
+            floor_rps * share,
+            us(cpu::budget(cores, floor_rps * share))
+        );
     }
 }
 
