@@ -9,6 +9,10 @@
 //! The servers run on their own 2-worker runtime, the load generator on a 1-worker runtime,
 //! all in this process on loopback: on a 2-core machine they share the cores, as a server and
 //! a colocated proxy would. Requests are signed before the clock starts.
+//!
+//! After the tables it prints the CPU one ordinary message used in each closed loop, by thread
+//! group (`cpu.rs`), beside the most a message may use for each throughput target on this
+//! machine's cores.
 
 use std::sync::Arc;
 
