@@ -37,18 +37,9 @@ pub fn snapshot() -> Snapshot {
     };
     for task in tasks.flatten() {
         let path = task.path();
-        let (Ok(comm), Ok(stat)) = (
-            std::fs::read_to_string(path.join("comm")),
-            std::fs::read_to_string(path.join("schedstat")),
-        ) else {
-            continue;
-        };
-        let ran: u64 = stat
-            .split_whitespace()
-            .next()
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        *groups.entry(group(comm.trim_end())).or_insert(0) += ran;
+        if let Ok(comm) = std::fs::read_to_string(path.join("comm")) {
+            *groups.entry(group(comm.trim_end())).or_insert(0) += ran(&path);
+        }
     }
     // Backends that end between two snapshots take their time with them; the relay's pool
     // keeps its connections, so during a run they do not.
@@ -57,15 +48,19 @@ pub fn snapshot() -> Snapshot {
             let path = process.path();
             if std::fs::read_to_string(path.join("comm")).is_ok_and(|c| c.trim_end() == "postgres")
             {
-                let ran = std::fs::read_to_string(path.join("schedstat"))
-                    .ok()
-                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                    .unwrap_or(0);
-                *groups.entry("postgres").or_insert(0) += ran;
+                *groups.entry("postgres").or_insert(0) += ran(&path);
             }
         }
     }
     Snapshot(groups)
+}
+
+/// The nanoseconds a task (`/proc/<pid>` or `/proc/self/task/<tid>`) has run; 0 if it is gone.
+fn ran(task: &std::path::Path) -> u64 {
+    std::fs::read_to_string(task.join("schedstat"))
+        .ok()
+        .and_then(|s| s.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// What each group used between two snapshots, per message.
